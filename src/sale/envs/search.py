@@ -175,6 +175,9 @@ class SearchIndex:
                 f"{path}: search index format {row[0] if row else 'unknown'}, "
                 f"expected {INDEX_FORMAT}; rebuild it"
             )
+        # Map the file and cache its pages: a whole collection is tens of MB at most.
+        db.execute("PRAGMA mmap_size = 268435456")
+        db.execute("PRAGMA cache_size = -65536")
         return cls(db, path)
 
     def close(self) -> None:
