@@ -1,0 +1,115 @@
+"""The command line: ``sale models``, ``sale smoke`` and the commands of later stages.
+
+Errors the project raises on purpose (bad config, missing model, failing endpoint) are
+printed as one line, ``error: ...``, with exit status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+
+from sale.errors import SaleError
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from sale.llm import models
+
+    print(f"model cache: {models.cache_dir()}")
+    print(f"{'name':<22}{'size':>10}  {'present':<8} description")
+    for m in models.CATALOGUE.values():
+        present = "yes" if models.is_present(m.name) else "no"
+        print(f"{m.name:<22}{m.size / 1e6:>8.1f}MB  {present:<8} {m.description}")
+    return 0
+
+
+def cmd_models_pull(args: argparse.Namespace) -> int:
+    from sale.llm import models
+
+    if args.source and len(args.names) != 1:
+        raise SaleError("--from takes one model name")
+    for name in args.names:
+        t = time.perf_counter()
+        path = models.pull(name, source=args.source, progress=_say)
+        _say(f"{name}: ready at {path} (sha256 verified, {time.perf_counter() - t:.1f} s)")
+    return 0
+
+
+# ----------------------------------------------------------------------------- smoke
+
+
+def cmd_smoke(args: argparse.Namespace) -> int:
+    """Start the pool, ask every agent one question, print answers and the ledger."""
+    from sale.config import default_pool_path
+    from sale.llm.pool import Pool
+
+    pool_path = args.pool or default_pool_path()
+    if args.pull:
+        from sale.config import load_pool_config
+        from sale.llm import models
+
+        for a in load_pool_config(pool_path).agents:
+            if a.model in models.CATALOGUE and not models.is_present(a.model):
+                models.pull(a.model, progress=_say)
+
+    async def go() -> None:
+        pool = Pool.from_file(pool_path)
+        _say(f"starting {len(pool)} agents from {pool_path} ...")
+        async with pool:
+            for agent in pool.by_price():
+                c = await agent.chat([{"role": "user", "content": args.prompt}], phase="smoke", max_tokens=64, top_logprobs=5)
+                print(f"[{agent.name}] {c.text.strip()[:300]!r}")
+                print(f"    tokens in/out {c.input_tokens}/{c.output_tokens}, ${c.dollars:.8f}, {c.latency_s:.2f} s")
+        for name, t in pool.ledger.totals("agent").items():
+            print(f"ledger {name}: {t.calls} calls, {t.tokens} tokens, ${t.dollars:.8f}")
+
+    asyncio.run(go())
+    return 0
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="sale", description="Strategy auctions for pools of LLM agents.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("models", help="list or pull local GGUF models")
+    msub = m.add_subparsers(dest="models_command", required=True)
+    msub.add_parser("list", help="show the catalogue and what is present").set_defaults(func=cmd_models_list)
+    p = msub.add_parser("pull", help="fetch models into the cache, verified by sha256")
+    p.add_argument("names", nargs="+")
+    p.add_argument("--from", dest="source", help="copy from this local GGUF file instead of downloading")
+    p.set_defaults(func=cmd_models_pull)
+
+    s = sub.add_parser("smoke", help="ask every agent of a pool one question")
+    s.add_argument("--pool", help="pool file (default: the local ladder)")
+    s.add_argument("--prompt", default="In one sentence: what is a binary search?")
+    s.add_argument("--no-pull", dest="pull", action="store_false", help="do not fetch missing models")
+    s.set_defaults(func=cmd_smoke)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SaleError as exc:
+        _say(f"error: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        _say("interrupted; finished work is kept, rerun to resume")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Pool configuration: one YAML file describes a pool of agents.
+
+Minimal form::
+
+    agents:
+      - name: small
+        model: qwen2.5-coder-0.5b            # a catalogue name or a GGUF file path
+        price: {input: 0.02, output: 0.02}   # dollars per million tokens
+      - name: big
+        endpoint: {base_url: "http://127.0.0.1:8000/v1", model: "Qwen/Qwen3-32B", api_key_env: "VLLM_API_KEY"}
+        price: {input: 0.36, output: 0.36}
+
+Every agent also accepts ``generation`` (temperature, max_tokens, seed), ``concurrency``,
+``timeout_s``, ``max_retries`` and, for local models, ``context`` (tokens per slot) and
+``threads``. A malformed file raises ConfigError naming the file, the field, the bad
+value and what is expected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sale.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Price(_Strict):
+    """Dollars per million tokens."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+    def dollars(self, input_tokens: int, output_tokens: int) -> float:
+        return (input_tokens * self.input + output_tokens * self.output) / 1e6
+
+
+class Endpoint(_Strict):
+    base_url: str = Field(pattern=r"^https?://")
+    model: str = Field(min_length=1)
+    api_key_env: str | None = None
+
+
+class Generation(_Strict):
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    max_tokens: int = Field(default=512, gt=0)
+    seed: int | None = 0
+
+
+class AgentConfig(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    model: str | None = None
+    endpoint: Endpoint | None = None
+    price: Price
+    generation: Generation = Field(default_factory=Generation)
+    concurrency: int = Field(default=2, gt=0, le=1024)
+    timeout_s: float = Field(default=300.0, gt=0)
+    max_retries: int = Field(default=3, ge=0, le=20)
+    context: int = Field(default=4096, ge=256)
+    threads: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "AgentConfig":
+        if (self.model is None) == (self.endpoint is None):
+            raise ValueError("give exactly one of 'model' (a local GGUF) or 'endpoint' (an OpenAI-compatible server)")
+        return self
+
+    @property
+    def is_local(self) -> bool:
+        return self.model is not None
+
+
+class PoolConfig(_Strict):
+    agents: list[AgentConfig] = Field(min_length=1)
+    # Sections read by later stages; each stage validates its own section.
+    auction: dict[str, Any] = Field(default_factory=dict)
+    execution: dict[str, Any] = Field(default_factory=dict)
+    budget: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "PoolConfig":
+        seen = set()
+        for a in self.agents:
+            if a.name in seen:
+                raise ValueError(f"agent name '{a.name}' is used twice; names must be unique")
+            seen.add(a.name)
+        return self
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _value_at(data: Any, loc: tuple) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def validation_message(source: str, exc: ValidationError, data: Any) -> str:
+    """One readable message per error: file, field, bad value, what is expected."""
+    lines = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        where = _loc(loc)
+        if err["type"] == "missing":
+            lines.append(f"{source}: {where}: missing; this field is required")
+        elif err["type"] == "extra_forbidden":
+            lines.append(f"{source}: {where}: unknown field; check its spelling")
+        else:
+            got = err.get("input", _value_at(data, loc))
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{source}: {where}: got {got!r}; expected: {msg}")
+    return "\n".join(lines)
+
+
+def parse_pool(data: Any, source: str = "<pool>") -> PoolConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping with an 'agents' list, got {type(data).__name__}")
+    try:
+        return PoolConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(validation_message(source, exc, data)) from None
+
+
+def load_pool_config(path: str | Path) -> PoolConfig:
+    """Read and validate a pool file; raises ConfigError with file, field and reason."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read pool file: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return parse_pool(data, str(path))
+
+
+def default_pool_path(name: str = "local-ladder") -> Path:
+    """A pool file shipped with the package ('local-ladder' or 'tiny')."""
+    from importlib.resources import files
+
+    return Path(str(files("sale") / "data" / "pools" / f"{name}.yaml"))

@@ -1,0 +1,139 @@
+"""Local models served by llama.cpp (the ``xllamacpp`` package) on loopback.
+
+Each local agent gets its own server process, started and stopped by the project; the
+agent then talks to it through the same HTTP client as to a remote endpoint. The
+server's log goes to a file, not to the terminal.
+
+Run directly (the project does this for you)::
+
+    python -m sale.llm.local --model PATH --port PORT [--ctx N] [--parallel N] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from sale.errors import ModelError
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LlamaServer:
+    """A llama.cpp server process for one GGUF file, on 127.0.0.1."""
+
+    def __init__(self, model: Path, *, ctx: int = 4096, parallel: int = 1, threads: int | None = None, name: str = ""):
+        self.model = Path(model)
+        self.ctx = ctx
+        self.parallel = parallel
+        self.threads = threads or max(1, os.cpu_count() or 1)
+        self.name = name or self.model.stem
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+        self.log_path: Path | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self, timeout_s: float = 120.0) -> "LlamaServer":
+        if self.proc is not None:
+            return self
+        self.port = free_port()
+        log_dir = Path(tempfile.gettempdir()) / "sale-llama-logs"
+        log_dir.mkdir(exist_ok=True)
+        self.log_path = log_dir / f"{self.name}-{self.port}.log"
+        cmd = [
+            sys.executable, "-m", "sale.llm.local",
+            "--model", str(self.model), "--port", str(self.port),
+            "--ctx", str(self.ctx * self.parallel), "--parallel", str(self.parallel),
+            "--threads", str(self.threads),
+        ]  # fmt: skip
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = self.log_path.read_text(errors="replace")[-600:]
+                self.proc = None
+                raise ModelError(f"llama.cpp server for '{self.name}' ({self.model}) exited on start: {tail}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise ModelError(f"llama.cpp server for '{self.name}' did not become ready in {timeout_s:g} s (log: {self.log_path})")
+
+    async def astart(self, timeout_s: float = 120.0) -> "LlamaServer":
+        return await asyncio.to_thread(self.start, timeout_s)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def __enter__(self) -> "LlamaServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = args.model
+    params.n_ctx = args.ctx
+    params.n_parallel = args.parallel
+    params.port = args.port
+    params.cpuparams.n_threads = args.threads
+    params.cpuparams_batch.n_threads = args.threads
+    params.warmup = False
+    server = xllamacpp.Server(params)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # Exit with the parent: a crashed run must not leave servers behind.
+    parent = os.getppid()
+    while not stop.wait(0.5):
+        if os.getppid() != parent:
+            break
+    del server
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Serve one GGUF model with llama.cpp on loopback.")
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--ctx", type=int, default=4096)
+    ap.add_argument("--parallel", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
+    _serve(ap.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
