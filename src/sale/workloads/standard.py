@@ -6,7 +6,9 @@ drawn from the evaluation files of the benchmark data folder (``coding/`` and
 
 - coding/1: ``mbpp_sanitized.jsonl``; coding/2: ``humaneval.jsonl``;
   coding/3: ``dataframebench_val.jsonl``, then ``dataframebench_train.jsonl`` if more
-  tasks are needed than val holds.
+  tasks are needed than val holds; only tasks whose libraries the project installs
+  (pandas, numpy, scipy, matplotlib and the standard library, see
+  ``SANDBOX_LIBRARIES``) are drawn, so a failure means the agent failed, not the sandbox.
 - search/1: single-hop sub-questions of ``musique_dev.jsonl``.
 - search/2: ``hotpotqa_dev_distractor.jsonl`` (paragraphs), ``musique_dev_paragraphs``
   (paragraphs) and ``musique_dev.jsonl`` (no paragraphs: its facts are in
@@ -37,6 +39,18 @@ DEFAULT_PER_TIER = 20
 
 #: Document files the search environment indexes next to the tasks' own paragraphs.
 COLLECTION_FILES = ("search/musique_facts.jsonl", "search/wiki_vital_summaries_en.jsonl")
+
+
+#: Third-party libraries installed with the project, so model-written code may use them.
+SANDBOX_LIBRARIES = frozenset({"pandas", "numpy", "scipy", "matplotlib"})
+
+
+def runnable(task: Task) -> bool:
+    """True when every library a coding task names is installed with the project."""
+    import sys
+
+    libs = task.metadata.get("libs", [])
+    return all(lib.split(".")[0] in SANDBOX_LIBRARIES or lib.split(".")[0] in sys.stdlib_module_names for lib in libs)
 
 
 def _rank(task_id: str, seed: int) -> str:
@@ -93,8 +107,8 @@ def standard_workload(data_dir: str | Path, *, per_tier: int = DEFAULT_PER_TIER,
     def hops(tasks: list[Task], tier: int) -> list[Task]:
         return [t for t in tasks if t.tier == tier]
 
-    dataframebench = (ranked("dataframebench", "coding/dataframebench_val.jsonl")
-                      + ranked("dataframebench", "coding/dataframebench_train.jsonl"))
+    dataframebench = [t for t in ranked("dataframebench", "coding/dataframebench_val.jsonl")
+                      + ranked("dataframebench", "coding/dataframebench_train.jsonl") if runnable(t)]
     tiers: list[list[list[Task]]] = [
         [ranked("mbpp", "coding/mbpp_sanitized.jsonl")],
         [ranked("humaneval", "coding/humaneval.jsonl")],
