@@ -98,7 +98,10 @@ class Ledger:
         self._lock = threading.Lock()
         self._fh = None
         if self.path:
+            from sale.jsonl import repair_tail
+
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            repair_tail(self.path)  # a crash mid-write leaves a torn line; cut it off
             self._fh = open(self.path, "a", encoding="utf-8")
 
     def record(self, entry: LedgerEntry) -> None:
