@@ -1,0 +1,261 @@
+"""The strategy auction for one task (method.md, steps 1-7).
+
+    auction = Auction(pool, memory, settings, weights)
+    result = await auction.run(task, env.describe(task))
+    result.winner, result.strategy, result.to_dict()
+
+1. Every agent bids a short strategy (bids.py) and the jury scores the bids
+   (jury.py): this is the *original round*, which depends only on the task and the
+   call settings, so `original_round` computes it alone and `run(original=...)` reuses
+   it (an evaluation shares it between task orderings).
+2. Each bid is scored: C_i = w_c * pi(a_i) * |s_i| and
+   V_i = w_h * H(s_i) + sum_j w_j * gamma_j(s_i). The provisional winner has the
+   lowest C - V (ties: the cheaper agent, then pool order).
+3. If the provisional winner is not the cheapest agent of the pool, every agent
+   cheaper than it retrieves the k most similar past auctions from memory and, if it
+   finds contrastive pairs there, writes a refined bid (refine.py). Refined bids are
+   scored the same way (the jury scores them in a stage of their own). The best
+   refined bid wins if its C - V is lower than the provisional winner's.
+4. The auction is stored in memory; the execution's outcome is added later with
+   ``memory.set_outcome``.
+
+Where the method is silent (ours):
+
+- With jury="self" or "peer" each bid's jury term is the weighted sum over the jurors
+  who scored it, times (sum of all jury weights) / (sum of the included weights): the
+  weighted mean score times the full jury weight, so the term keeps the magnitude it
+  has with the whole jury and the fitted or default weights stay meaningful.
+- no_price uses the pool's mean price for everyone (not 1), keeping the cost term's
+  scale; the refinement gate ("not the cheapest", "cheaper agents") always uses real
+  prices, so each ablation changes only the term it names.
+- An agent that fails (a call error, an empty bid) drops out of that role only and is
+  recorded; if no bid is left, AuctionError.
+- A bid without log-probabilities (an endpoint that does not return them) has entropy
+  None, recorded as such, and its entropy term is 0.
+- The refined bids' jury calls count in the "jury" phase (as in the ledger), the
+  refine calls themselves in "refine".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from sale.auction.bids import collect_bids
+from sale.auction.jury import score_bids
+from sale.auction.record import (
+    ORIGINAL,
+    REFINED,
+    AuctionError,
+    AuctionResult,
+    Dropout,
+    PhaseStats,
+    Refinement,
+    Round,
+    ScoredBid,
+)
+from sale.auction.refine import Pair, refine_bids
+from sale.auction.settings import AuctionSettings
+from sale.auction.weights import Weights, default_weights
+from sale.llm.ledger import ledger_tags
+from sale.llm.pool import Agent, Pool
+from sale.memory.store import MemoryStore, contrastive_pairs
+from sale.workloads.task import Task
+
+
+def load_weights(pool: Pool, settings: AuctionSettings, weights: Weights | None = None) -> Weights:
+    """The given weights, else the settings' weights file, else the cold-start defaults;
+    checked to have a jury weight for every agent of the pool.
+
+    A relative weights_file is read relative to the pool file it was written in.
+    """
+    if weights is None:
+        path = settings.weights_path()
+        if path is not None:
+            source = Path(pool.source)
+            if not path.is_absolute() and source.is_file():
+                path = source.parent / path
+            weights = Weights.from_file(path)
+        else:
+            weights = default_weights(pool.names, {a.name: a.unit_price for a in pool})
+    weights.check_jurors(pool.names)
+    return weights
+
+
+class Auction:
+    """Runs auctions over one pool, with a memory (None: never refine or store)."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        memory: MemoryStore | None = None,
+        settings: AuctionSettings | None = None,
+        weights: Weights | None = None,
+    ):
+        self.pool = pool
+        self.memory = memory
+        self.settings = settings or AuctionSettings()
+        self.weights = load_weights(pool, self.settings, weights)
+        self._order = {name: i for i, name in enumerate(pool.names)}
+
+    # ------------------------------------------------------------------ scoring
+
+    def price_of(self, agent: str) -> float:
+        """pi(a) as the cost term sees it (the pool's mean price under no_price)."""
+        if self.settings.no_price:
+            return sum(a.unit_price for a in self.pool) / len(self.pool)
+        return self.pool[agent].unit_price
+
+    def jury_term(self, bid: ScoredBid) -> float:
+        """sum_j w_j * gamma_j over the jurors who scored the bid, rescaled when the
+        jury is a subset (see the module docstring)."""
+        if self.settings.no_jury or not bid.jury:
+            return 0.0
+        w = self.weights.w_jury
+        term = sum(w[j] * s.score for j, s in bid.jury.items())
+        if self.settings.jury != "all":
+            full = sum(w[name] for name in self.pool.names)
+            part = sum(w[j] for j in bid.jury)
+            if part != 0:
+                term *= full / part
+        return term
+
+    def score(self, bid: ScoredBid) -> ScoredBid:
+        """Fill in price, length, cost, value and total (C - V) of ``bid``."""
+        s = self.settings
+        bid.price = self.price_of(bid.agent)
+        bid.length = 1.0 if s.no_length else float(bid.output_tokens)
+        bid.cost = self.weights.cost(bid.price, bid.length)
+        w_h = 0.0 if s.no_entropy else self.weights.w_entropy
+        bid.jury_term = self.jury_term(bid)
+        bid.value = w_h * (bid.entropy or 0.0) + bid.jury_term
+        bid.total = bid.cost - bid.value
+        return bid
+
+    def best(self, bids: Sequence[ScoredBid]) -> ScoredBid:
+        """Lowest C - V; ties go to the cheaper agent, then to pool order."""
+        return min(bids, key=lambda b: (b.total, self.pool[b.agent].unit_price, self._order[b.agent]))
+
+    # ------------------------------------------------------------------ rounds
+
+    async def original_round(self, task: Task, env_desc: str) -> Round:
+        """Bids of every agent and their jury scores (no weights involved)."""
+        with ledger_tags(task=task.id):
+            agents = list(self.pool)
+            bids, dropped, bid_stats = await collect_bids(agents, task.prompt, env_desc, self.settings)
+            jury_stats = PhaseStats()
+            if bids and not self.settings.no_jury:
+                jury_dropped, jury_stats = await score_bids(
+                    agents, task.prompt, env_desc, bids, self.settings, ORIGINAL
+                )
+                dropped += jury_dropped
+        return Round(
+            task_id=task.id, bids=bids, dropped=dropped,
+            phases={"bid": bid_stats, "jury": jury_stats}, settings=self.settings.round_key(),
+        )  # fmt: skip
+
+    def _check_round(self, task: Task, original: Round) -> Round:
+        if original.task_id != task.id:
+            raise AuctionError(f"task '{task.id}': the original round given is for task '{original.task_id}'")
+        want = self.settings.round_key()
+        diff = sorted(k for k in want if original.settings.get(k) != want[k])
+        if diff:
+            shown = ", ".join(f"{k}={original.settings.get(k)!r} (now {want[k]!r})" for k in diff)
+            raise AuctionError(f"task '{task.id}': the original round was made with other settings: {shown}")
+        unknown = sorted({b.agent for b in original.bids} - set(self.pool.names))
+        if unknown:
+            raise AuctionError(f"task '{task.id}': the original round has bids of agents not in the pool: {unknown}")
+        return original.copy()
+
+    # ------------------------------------------------------------------ refinement
+
+    def _gather_pairs(self, task: Task, agents: Sequence[Agent], refinement: Refinement) -> dict[str, list[Pair]]:
+        assert self.memory is not None
+        records = self.memory.nearest(task.prompt, k=self.settings.refine_k, exclude_task_id=task.id)
+        refinement.retrieved = [r.task_id for r in records]
+        pairs = {
+            a.name: contrastive_pairs(records, a.name, require_success=self.settings.refine_require_success)
+            for a in agents
+        }
+        refinement.pairs = {name: len(p) for name, p in pairs.items()}
+        return pairs
+
+    async def _refine(
+        self, task: Task, env_desc: str, provisional: ScoredBid, phases: dict[str, PhaseStats], dropped: list[Dropout]
+    ) -> tuple[Refinement, list[ScoredBid]]:
+        refinement = Refinement()
+        winner_price = self.pool[provisional.agent].unit_price
+        cheaper = [a for a in self.pool if a.unit_price < winner_price]
+        refinement.agents = [a.name for a in cheaper]
+        if self.settings.no_memory:
+            refinement.reason = "no_memory ablation"
+        elif self.memory is None:
+            refinement.reason = "no memory store"
+        elif not cheaper:
+            refinement.reason = "the provisional winner is the cheapest agent"
+        if refinement.reason:
+            return refinement, []
+        pairs = self._gather_pairs(task, cheaper, refinement)
+        if not any(pairs.values()):
+            refinement.reason = "no contrastive pairs in memory for the cheaper agents"
+            return refinement, []
+        refinement.ran = True
+        refinement.reason = "the provisional winner is not the cheapest agent"
+        bids, refine_dropped, stats = await refine_bids(cheaper, task.prompt, env_desc, pairs, self.settings)
+        phases["refine"] = stats
+        dropped += refine_dropped
+        refinement.refined = [b.agent for b in bids]
+        if bids and not self.settings.no_jury:
+            jury_dropped, jury_stats = await score_bids(
+                list(self.pool), task.prompt, env_desc, bids, self.settings, REFINED
+            )
+            dropped += jury_dropped
+            phases["jury"].merge(jury_stats)
+        return refinement, bids
+
+    # ------------------------------------------------------------------ the auction
+
+    async def run(self, task: Task, env_desc: str, *, original: Round | None = None) -> AuctionResult:
+        """One auction of ``task``; reuses ``original`` (a Round of this task) if given."""
+        started = time.perf_counter()
+        with ledger_tags(task=task.id):
+            reused = original is not None
+            rnd = self._check_round(task, original) if reused else await self.original_round(task, env_desc)
+            bids = rnd.bids
+            dropped = list(rnd.dropped)
+            phases = {name: PhaseStats.from_dict(p.to_dict()) for name, p in rnd.phases.items()}
+            phases.setdefault("bid", PhaseStats())
+            phases.setdefault("jury", PhaseStats())
+            phases.setdefault("refine", PhaseStats())
+            if not bids:
+                reasons = "; ".join(f"{d.agent}: {d.reason}" for d in dropped if d.role == "bidder") or "no agents"
+                raise AuctionError(f"task '{task.id}': no bid survived ({reasons})")
+            for b in bids:
+                self.score(b)
+            provisional = self.best(bids)
+            refinement, refined = await self._refine(task, env_desc, provisional, phases, dropped)
+            for b in refined:
+                self.score(b)
+            final = provisional
+            if refined:
+                challenger = self.best(refined)
+                if challenger.total < provisional.total:
+                    final = challenger
+            result = AuctionResult(
+                task_id=task.id,
+                bids=bids + refined,
+                provisional_winner=provisional.agent,
+                winner=final.agent,
+                winner_kind=final.kind,
+                refinement=refinement,
+                dropped=dropped,
+                phases=phases,
+                settings=self.settings.model_dump(),
+                weights=self.weights.to_dict(),
+                original_reused=reused,
+            )
+            if self.memory is not None:
+                self.memory.add(result.memory_record(task.prompt))
+        result.wall_s = time.perf_counter() - started
+        return result

@@ -1,0 +1,101 @@
+"""Bids: every agent writes a short strategy for the task, all at once.
+
+The prompt comes from ``sale/prompts/bid.txt`` (the task, the environment's
+description of its tools, and what a strategy should say). A bid's length |s_i| is
+its output tokens and its entropy H(s_i) the mean top-k token entropy (entropy.py).
+An agent whose call fails, or whose bid is empty, drops out of the bidding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Sequence
+from functools import lru_cache
+from importlib.resources import files
+
+from sale.auction.entropy import mean_entropy
+from sale.auction.record import BIDDER, ORIGINAL, Dropout, PhaseStats, ScoredBid
+from sale.auction.settings import AuctionSettings
+from sale.llm.client import Completion, LLMError
+from sale.llm.pool import Agent
+
+_FIELD = re.compile(r"\{(\w+)\}")
+
+
+@lru_cache(maxsize=None)
+def load_template(name: str) -> str:
+    """The text of ``sale/prompts/<name>`` (packaged with the library)."""
+    return (files("sale") / "prompts" / name).read_text(encoding="utf-8")
+
+
+def render(template: str, **values: object) -> str:
+    """Fill ``{name}`` fields in one pass (text inserted is never re-scanned, so
+    braces in a task or a bid are safe); unknown fields are left as they are."""
+    return _FIELD.sub(lambda m: str(values[m[1]]) if m[1] in values else m[0], template)
+
+
+def words_for(max_tokens: int) -> int:
+    """A word budget to ask for, so that a strategy fits ``max_tokens`` tokens."""
+    return max(10, int(max_tokens * 0.6))
+
+
+def bid_messages(task_text: str, env_desc: str, settings: AuctionSettings) -> list[dict[str, str]]:
+    prompt = render(
+        load_template("bid.txt"),
+        task=task_text.strip(),
+        environment=env_desc.strip() or "(no tools)",
+        max_words=words_for(settings.bid_max_tokens),
+    )
+    return [{"role": "user", "content": prompt}]
+
+
+def clean_strategy(text: str) -> str:
+    """Strip whitespace and a leading 'STRATEGY:' that some models repeat."""
+    text = text.strip()
+    return re.sub(r"^\s*\**\s*strategy\s*\**\s*:\s*", "", text, flags=re.IGNORECASE).strip()
+
+
+def bid_from_completion(agent: Agent, kind: str, text: str, c: Completion, tokens: int, logprobs) -> ScoredBid:
+    ent = mean_entropy(logprobs)
+    return ScoredBid(
+        agent=agent.name, kind=kind, text=text, output_tokens=max(1, tokens),
+        entropy=ent.entropy, entropy_k=ent.k, dollars=c.dollars,
+    )  # fmt: skip
+
+
+async def collect_bids(
+    agents: Sequence[Agent], task_text: str, env_desc: str, settings: AuctionSettings
+) -> tuple[list[ScoredBid], list[Dropout], PhaseStats]:
+    """Ask every agent for a bid concurrently; returns bids (pool order), drop-outs, stats."""
+    messages = bid_messages(task_text, env_desc, settings)
+
+    async def one(agent: Agent) -> Completion | LLMError:
+        try:
+            return await agent.chat(
+                messages, phase="bid", max_tokens=settings.bid_max_tokens,
+                temperature=settings.bid_temperature, top_logprobs=settings.top_logprobs,
+                timeout_s=settings.call_timeout_s,
+            )  # fmt: skip
+        except LLMError as exc:
+            return exc
+
+    stats = PhaseStats()
+    started = time.perf_counter()
+    answers = await asyncio.gather(*(one(a) for a in agents))
+    stats.wall_s = time.perf_counter() - started
+    bids: list[ScoredBid] = []
+    dropped: list[Dropout] = []
+    for agent, answer in zip(agents, answers):
+        if isinstance(answer, LLMError):
+            stats.add(None)
+            dropped.append(Dropout(agent.name, BIDDER, ORIGINAL, f"call failed: {answer.reason}"))
+            continue
+        stats.add(answer)
+        text = clean_strategy(answer.text)
+        if not text:
+            dropped.append(Dropout(agent.name, BIDDER, ORIGINAL, "empty bid"))
+            continue
+        bids.append(bid_from_completion(agent, ORIGINAL, text, answer, answer.output_tokens, answer.logprobs))
+    return bids, dropped, stats

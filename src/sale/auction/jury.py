@@ -1,0 +1,245 @@
+"""The jury: every agent scores bids from 0 to 5 (self and peer review).
+
+Modes (``jury_mode``):
+
+- "per_bid": one call per (juror, bid), answer ``SCORE: n`` (n*n calls, the paper).
+- "batched": one call per juror scoring all its bids, answer one line ``BID k: n`` per
+  bid (n calls).
+
+Who scores a bid (``jury``): "all" jurors, only its bidder ("self"), or every juror
+but its bidder ("peer").
+
+Bids are untrusted text. With ``jury_hardening`` (the default) each bid is wrapped in
+markers that carry a random nonce fresh for every call, marker-like text inside a bid
+is neutralised, the instructions say that bid text is data that cannot instruct the
+juror and are repeated after the data, and the score is read from the juror's answer
+in the strict format only, the last match winning. Without hardening a naive prompt
+pastes the bid inline and the first digit of the answer is taken (for measuring
+injection, not for use).
+
+A missing score (failed call, unparseable answer, out-of-range number) never stops the
+auction. It is imputed, in this order, by: the mean of the other jurors' scores of the
+same bid; else the mean of this juror's scores of the other bids scored in the same
+stage; else 2.5, the middle of the scale. The imputed flag and the reason are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+from collections.abc import Sequence
+
+from sale.auction.bids import load_template, render
+from sale.auction.record import JUROR, Dropout, JuryScore, PhaseStats, ScoredBid
+from sale.auction.settings import AuctionSettings
+from sale.llm.client import Completion, LLMError
+from sale.llm.pool import Agent
+
+NEUTRAL_SCORE = 2.5
+MAX_SCORE = 5.0
+
+_NUMBER = r"(\d+(?:\.\d+)?)"
+# A line "SCORE: n" (markdown emphasis, '#', '>' or a bullet allowed around it).
+_SCORE_LINE = re.compile(r"^[\s*#>_\-]*score[\s*_]*[:=][\s*_]*" + _NUMBER, re.IGNORECASE | re.MULTILINE)
+# A line "BID k: n".
+_BID_LINE = re.compile(
+    r"^[\s*#>_\-]*bid\s*#?\s*(\d+)[\s*_]*[:=\-][\s*_]*" + _NUMBER, re.IGNORECASE | re.MULTILINE
+)
+# An answer that is only a number ("4", "4/5", "4.").
+_BARE = re.compile(r"^[\s*]*" + _NUMBER + r"\s*(?:/\s*5)?\s*\.?[\s*]*$")
+# Marker-like text a bid could use to fake the end of its own data block.
+_MARKER = re.compile(r"<\s*/?\s*bid\b[^<>\n]*>", re.IGNORECASE)
+
+NAIVE_PER_BID = "Task: {task}\n\nHere is a plan for this task: {bid}\n\nRate the plan from 0 to 5."
+NAIVE_BATCH = "Task: {task}\n\nHere are {n} plans for this task:\n{bids}\n\nRate each plan from 0 to 5."
+
+
+def included(bidder: str, jurors: Sequence[str], mode: str) -> list[str]:
+    """The jurors who score a bid of ``bidder`` under ``mode`` ("all", "self", "peer")."""
+    if mode == "self":
+        return [j for j in jurors if j == bidder]
+    if mode == "peer":
+        return [j for j in jurors if j != bidder]
+    return list(jurors)
+
+
+def neutralise(text: str, nonce: str) -> str:
+    """Make ``text`` unable to close or open a bid block: marker-like tags and the
+    call's nonce are replaced."""
+    text = re.sub(re.escape(nonce), "[removed]", text, flags=re.IGNORECASE)
+    return _MARKER.sub("[marker removed]", text)
+
+
+def _in_range(value: str) -> float | None:
+    x = float(value)
+    return x if 0.0 <= x <= MAX_SCORE else None
+
+
+# ----------------------------------------------------------------------------- prompts
+
+
+def per_bid_prompt(task_text: str, env_desc: str, bid: str, *, hardened: bool = True, nonce: str | None = None) -> str:
+    if not hardened:
+        return render(NAIVE_PER_BID, task=task_text.strip(), bid=bid)
+    nonce = nonce or secrets.token_hex(6)
+    return render(
+        load_template("jury_bid.txt"),
+        task=task_text.strip(), environment=env_desc.strip() or "(no tools)",
+        open=f"<bid-{nonce}>", close=f"</bid-{nonce}>", bid=neutralise(bid, nonce),
+    )  # fmt: skip
+
+
+def batch_prompt(
+    task_text: str, env_desc: str, bids: Sequence[str], *, hardened: bool = True, nonce: str | None = None
+) -> str:
+    if not hardened:
+        listing = "\n".join(f"{k}. {b}" for k, b in enumerate(bids, 1))
+        return render(NAIVE_BATCH, task=task_text.strip(), n=len(bids), bids=listing)
+    nonce = nonce or secrets.token_hex(6)
+    blocks = "\n\n".join(
+        f"<bid-{nonce} {k}>\n{neutralise(b, nonce)}\n</bid-{nonce}>" for k, b in enumerate(bids, 1)
+    )
+    fmt = "\n".join(f"BID {k}: <a whole number from 0 to 5>" for k in range(1, len(bids) + 1))
+    return render(
+        load_template("jury_batch.txt"),
+        task=task_text.strip(), environment=env_desc.strip() or "(no tools)",
+        n=len(bids), nonce=nonce, bids=blocks, format=fmt,
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+def parse_score(answer: str, *, hardened: bool = True) -> float | None:
+    """The score in a per-bid answer, or None.
+
+    Hardened: the last ``SCORE: n`` line, or an answer that is only a number.
+    Naive: the first digit in the answer.
+    """
+    if not hardened:
+        m = re.search(r"\d", answer)
+        return _in_range(m[0]) if m else None
+    matches = _SCORE_LINE.findall(answer)
+    if matches:
+        return _in_range(matches[-1])
+    m = _BARE.match(answer)
+    return _in_range(m[1]) if m else None
+
+
+def parse_batch(answer: str, n: int, *, hardened: bool = True) -> list[float | None]:
+    """Scores of bids 1..n in a batched answer (None where missing).
+
+    Hardened: lines ``BID k: n``, the last line for each k winning.
+    Naive: for each k, the first digit after the first standalone k.
+    """
+    out: list[float | None] = [None] * n
+    if not hardened:
+        for k in range(1, n + 1):
+            m = re.search(rf"(?<!\d){k}(?!\d)\D*?(\d)", answer)
+            out[k - 1] = _in_range(m[1]) if m else None
+        return out
+    for k, value in _BID_LINE.findall(answer):
+        k = int(k)
+        if 1 <= k <= n:
+            out[k - 1] = _in_range(value)
+    return out
+
+
+# ----------------------------------------------------------------------------- the jury
+
+
+def impute(raw: list[dict[str, float | None]]) -> list[dict[str, tuple[float, bool]]]:
+    """Fill missing scores (None) as the module docstring says; (score, imputed)."""
+    out: list[dict[str, tuple[float, bool]]] = []
+    for i, scores in enumerate(raw):
+        filled: dict[str, tuple[float, bool]] = {}
+        for juror, value in scores.items():
+            if value is not None:
+                filled[juror] = (value, False)
+                continue
+            others = [v for j, v in scores.items() if j != juror and v is not None]
+            if not others:
+                others = [r[juror] for ii, r in enumerate(raw) if ii != i and r.get(juror) is not None]
+            filled[juror] = (sum(others) / len(others) if others else NEUTRAL_SCORE, True)
+        out.append(filled)
+    return out
+
+
+async def score_bids(
+    jurors: Sequence[Agent],
+    task_text: str,
+    env_desc: str,
+    bids: Sequence[ScoredBid],
+    settings: AuctionSettings,
+    stage: str,
+) -> tuple[list[Dropout], PhaseStats]:
+    """Have the jury score ``bids`` (setting each bid's ``jury``); drop-outs and stats.
+
+    Every bid gets a JuryScore from each juror that ``settings.jury`` includes for it.
+    """
+    names = [j.name for j in jurors]
+    wanted = [included(b.agent, names, settings.jury) for b in bids]
+    hardened = settings.jury_hardening
+    raw: list[dict[str, float | None]] = [{j: None for j in w} for w in wanted]
+    why: dict[tuple[int, str], str] = {}
+    failures: dict[str, list[str]] = {}
+
+    async def ask(juror: Agent, prompt: str, max_tokens: int) -> Completion | LLMError:
+        try:
+            return await juror.chat(
+                [{"role": "user", "content": prompt}], phase="jury", max_tokens=max_tokens,
+                temperature=settings.jury_temperature, timeout_s=settings.call_timeout_s,
+            )  # fmt: skip
+        except LLMError as exc:
+            return exc
+
+    # Each job: (juror, indices of the bids it scores in one call, the prompt).
+    jobs: list[tuple[Agent, list[int], str]] = []
+    for juror in jurors:
+        mine = [i for i, w in enumerate(wanted) if juror.name in w]
+        if not mine:
+            continue
+        if settings.jury_mode == "per_bid":
+            for i in mine:
+                jobs.append((juror, [i], per_bid_prompt(task_text, env_desc, bids[i].text, hardened=hardened)))
+        else:
+            texts = [bids[i].text for i in mine]
+            jobs.append((juror, mine, batch_prompt(task_text, env_desc, texts, hardened=hardened)))
+
+    stats = PhaseStats()
+    started = time.perf_counter()
+    answers = await asyncio.gather(
+        *(ask(juror, prompt, settings.jury_max_tokens * len(idx)) for juror, idx, prompt in jobs)
+    )
+    stats.wall_s = time.perf_counter() - started
+
+    for (juror, idx, _), answer in zip(jobs, answers):
+        if isinstance(answer, LLMError):
+            stats.add(None)
+            failures.setdefault(juror.name, []).append(answer.reason)
+            for i in idx:
+                why[i, juror.name] = "call failed"
+            continue
+        stats.add(answer)
+        if settings.jury_mode == "per_bid":
+            values = [parse_score(answer.text, hardened=hardened)]
+        else:
+            values = parse_batch(answer.text, len(idx), hardened=hardened)
+        for i, value in zip(idx, values):
+            raw[i][juror.name] = value
+            if value is None:
+                why[i, juror.name] = "no score in answer: " + repr(answer.text[:80])
+
+    filled = impute(raw)
+    for i, bid in enumerate(bids):
+        bid.jury = {
+            j: JuryScore(score=score, imputed=imputed, raw=raw[i][j], reason=why.get((i, j), ""))
+            for j, (score, imputed) in filled[i].items()
+        }
+    dropped = [
+        Dropout(name, JUROR, stage, f"{len(reasons)} jury call(s) failed: {reasons[0]}")
+        for name, reasons in failures.items()
+    ]
+    return dropped, stats

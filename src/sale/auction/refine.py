@@ -1,0 +1,142 @@
+"""Refinement from memory: cheaper agents rewrite their bids from past contests.
+
+An agent gets contrastive pairs from the most similar past auctions (a losing and a
+winning strategy, at least one of them its own; see memory.store.contrastive_pairs)
+and a prompt (``sale/prompts/refine.txt``) that asks why each winner won and each
+loser lost, then for a refined strategy for the current task after the marker
+``REFINED STRATEGY:``. Only the text after the last marker is the bid; its length and
+entropy are measured on the tokens that spell it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Mapping, Sequence
+
+from sale.auction.bids import bid_from_completion, clean_strategy, load_template, render, words_for
+from sale.auction.entropy import token_span
+from sale.auction.record import REFINED, REFINER, Dropout, PhaseStats, ScoredBid
+from sale.auction.settings import AuctionSettings
+from sale.llm.client import Completion, LLMError
+from sale.llm.pool import Agent
+from sale.memory.store import AuctionRecord, Bid
+
+Pair = tuple[Bid, Bid, AuctionRecord]
+
+_MARKER = re.compile(r"refined[\s*_]+strategy[\s*_]*:", re.IGNORECASE)
+_LOOSE_MARKER = re.compile(r"strategy[\s*_]*:", re.IGNORECASE)
+_ANALYSIS = re.compile(r"^[\s*#_]*analysis[\s*_]*:", re.IGNORECASE)
+
+
+def _cut(text: str, chars: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= chars else text[: chars - 3].rstrip() + "..."
+
+
+def pairs_text(pairs: Sequence[Pair], agent: str, chars: int) -> str:
+    """The past contests, numbered, each with its task, losing and winning strategy."""
+    blocks = []
+    for k, (loser, winner, rec) in enumerate(pairs, 1):
+        def who(b: Bid) -> str:
+            return "yours" if b.agent == agent else "another agent's"
+
+        blocks.append(
+            f"PAST TASK {k}:\n{_cut(rec.task_text, chars)}\n"
+            f"LOSING STRATEGY ({who(loser)}):\n{_cut(loser.text, chars)}\n"
+            f"WINNING STRATEGY ({who(winner)}):\n{_cut(winner.text, chars)}"
+        )
+    return "\n\n".join(blocks)
+
+
+def refine_messages(
+    task_text: str, env_desc: str, pairs: Sequence[Pair], agent: str, settings: AuctionSettings
+) -> list[dict[str, str]]:
+    prompt = render(
+        load_template("refine.txt"),
+        pairs=pairs_text(pairs, agent, settings.refine_text_chars),
+        task=task_text.strip(),
+        environment=env_desc.strip() or "(no tools)",
+        max_words=words_for(settings.bid_max_tokens),
+    )
+    return [{"role": "user", "content": prompt}]
+
+
+def strategy_span(answer: str) -> tuple[int, int] | None:
+    """Character span of the refined strategy in ``answer``, or None if there is none.
+
+    The text after the last ``REFINED STRATEGY:``; else after the last
+    ``STRATEGY:``; else, when the answer is not just an analysis, the whole answer.
+    """
+    matches = list(_MARKER.finditer(answer)) or list(_LOOSE_MARKER.finditer(answer))
+    if matches:
+        start = matches[-1].end()
+    elif _ANALYSIS.match(answer):
+        return None  # the answer stopped before the strategy
+    else:
+        start = 0
+    while start < len(answer) and answer[start] in " \t\r\n*_":
+        start += 1
+    end = len(answer.rstrip())
+    return (start, end) if end > start else None
+
+
+def refined_bid(agent: Agent, c: Completion) -> ScoredBid | None:
+    """The refined bid in a refine answer, measured on its own tokens; None if empty."""
+    span = strategy_span(c.text)
+    if span is None:
+        return None
+    start, end = span
+    text = clean_strategy(c.text[start:end])
+    if not text:
+        return None
+    tokens = token_span(c.logprobs, c.text, start, end)
+    if tokens is not None:
+        logprobs = c.logprobs[tokens]
+        count = len(logprobs)
+    else:  # tokens do not spell the text: estimate the length, use every token
+        logprobs = c.logprobs
+        count = round(c.output_tokens * (end - start) / max(1, len(c.text)))
+    return bid_from_completion(agent, REFINED, text, c, count, logprobs)
+
+
+async def refine_bids(
+    agents: Sequence[Agent],
+    task_text: str,
+    env_desc: str,
+    pairs: Mapping[str, Sequence[Pair]],
+    settings: AuctionSettings,
+) -> tuple[list[ScoredBid], list[Dropout], PhaseStats]:
+    """Each agent with at least one pair writes a refined bid, concurrently."""
+    askers = [a for a in agents if pairs.get(a.name)]
+
+    async def one(agent: Agent) -> Completion | LLMError:
+        try:
+            return await agent.chat(
+                refine_messages(task_text, env_desc, pairs[agent.name], agent.name, settings),
+                phase="refine", max_tokens=settings.refine_max_tokens,
+                temperature=settings.bid_temperature, top_logprobs=settings.top_logprobs,
+                timeout_s=settings.call_timeout_s,
+            )  # fmt: skip
+        except LLMError as exc:
+            return exc
+
+    stats = PhaseStats()
+    started = time.perf_counter()
+    answers = await asyncio.gather(*(one(a) for a in askers))
+    stats.wall_s = time.perf_counter() - started
+    bids: list[ScoredBid] = []
+    dropped: list[Dropout] = []
+    for agent, answer in zip(askers, answers):
+        if isinstance(answer, LLMError):
+            stats.add(None)
+            dropped.append(Dropout(agent.name, REFINER, REFINED, f"call failed: {answer.reason}"))
+            continue
+        stats.add(answer)
+        bid = refined_bid(agent, answer)
+        if bid is None:
+            dropped.append(Dropout(agent.name, REFINER, REFINED, "no refined strategy in the answer"))
+            continue
+        bids.append(bid)
+    return bids, dropped, stats

@@ -1,0 +1,129 @@
+"""Auction settings: the ``auction:`` section of a pool file.
+
+Every knob of the mechanism and every ablation lives here, validated once, so an
+auction record can store exactly the settings it ran with. Example::
+
+    auction:
+      jury_mode: per_bid        # or batched (default): n calls instead of n*n
+      bid_max_tokens: 128
+      no_entropy: true          # ablation: w_h = 0
+      weights_file: runs/weights.json
+
+A malformed section raises ConfigError naming the field, the bad value and what is
+expected (`AuctionSettings.from_dict`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sale.config import PoolConfig, validation_message
+from sale.errors import ConfigError
+
+#: Settings that change which LLM calls the original round makes; a cached original
+#: round can only be reused by an auction whose settings agree on all of them.
+ROUND_FIELDS = (
+    "bid_max_tokens",
+    "bid_temperature",
+    "top_logprobs",
+    "jury_mode",
+    "jury_max_tokens",
+    "jury_temperature",
+    "jury_hardening",
+    "jury",
+    "no_jury",
+)
+
+
+class AuctionSettings(BaseModel):
+    """How one auction runs.
+
+    Bids
+      - ``bid_max_tokens``: cap on a bid's output tokens (our CPU models are slow).
+      - ``bid_temperature``: sampling temperature of bids (0: greedy).
+      - ``top_logprobs``: k alternatives per token asked for, for the entropy H.
+
+    Jury
+      - ``jury_mode``: "batched" (each juror scores all bids in one call: n calls) or
+        "per_bid" (one call per juror and bid: n*n calls, as in the paper).
+      - ``jury_max_tokens``: answer cap per scored bid (batched: times the bids).
+      - ``jury_temperature``: sampling temperature of jurors.
+      - ``jury_hardening``: the bid-as-data prompt and strict parsing; False uses a
+        naive prompt (bid pasted inline, first digit taken), for measuring injection.
+      - ``jury``: who scores a bid: "all" (self and peers), "self" (its bidder only)
+        or "peer" (every juror but its bidder).
+
+    Refinement
+      - ``refine_k``: past tasks retrieved from memory per auction.
+      - ``refine_require_success``: a past winner counts only if its execution passed.
+      - ``refine_max_tokens``: cap on the refine call (analysis plus refined strategy).
+      - ``refine_text_chars``: each past task and strategy shown is cut to this length.
+
+    Weights
+      - ``weights_file``: JSON file of fitted weights (a relative path is taken from
+        the pool file's folder); None: the cold-start defaults.
+
+    Ablations (each removes exactly the term it names)
+      - ``no_price``: every agent's price is the pool's mean price.
+      - ``no_length``: every bid's length |s_i| is 1.
+      - ``no_entropy``: w_h = 0 (entropy is still measured and recorded).
+      - ``no_jury``: no jury calls at all; the jury term is 0.
+      - ``no_memory``: no retrieval and no refinement (records are still stored).
+
+    Calls
+      - ``call_timeout_s``: per-call timeout for auction calls (None: the agent's own).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    bid_max_tokens: int = Field(default=96, gt=0, le=8192)
+    bid_temperature: float = Field(default=0.0, ge=0, le=2)
+    top_logprobs: int = Field(default=5, ge=1, le=20)
+
+    jury_mode: Literal["batched", "per_bid"] = "batched"
+    jury_max_tokens: int = Field(default=12, gt=0, le=1024)
+    jury_temperature: float = Field(default=0.0, ge=0, le=2)
+    jury_hardening: bool = True
+    jury: Literal["all", "self", "peer"] = "all"
+
+    refine_k: int = Field(default=8, ge=1, le=256)
+    refine_require_success: bool = False
+    refine_max_tokens: int = Field(default=160, gt=0, le=8192)
+    refine_text_chars: int = Field(default=600, ge=50)
+
+    weights_file: str | None = None
+
+    no_price: bool = False
+    no_length: bool = False
+    no_entropy: bool = False
+    no_jury: bool = False
+    no_memory: bool = False
+
+    call_timeout_s: float | None = Field(default=None, gt=0)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "auction settings") -> AuctionSettings:
+        """Validate a mapping; errors name ``source``, the field and the bad value."""
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a mapping of auction settings, got {type(data).__name__}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(validation_message(source, exc, data)) from None
+
+    @classmethod
+    def from_pool(cls, config: PoolConfig, source: str = "<pool>") -> AuctionSettings:
+        """The settings in a pool file's ``auction:`` section (defaults where absent)."""
+        return cls.from_dict(config.auction, f"{source}: auction")
+
+    def round_key(self) -> dict[str, Any]:
+        """The settings an original round depends on (see ROUND_FIELDS)."""
+        return {name: getattr(self, name) for name in ROUND_FIELDS}
+
+    def weights_path(self) -> Path | None:
+        return Path(self.weights_file) if self.weights_file else None
