@@ -52,10 +52,6 @@ async def _none_left(marker: str) -> list[int]:
     return left
 
 
-def _sandbox_dirs() -> set[str]:
-    return {n for n in os.listdir(tempfile.gettempdir()) if n.startswith("sale-sandbox-")}
-
-
 # ---------------------------------------------------------------------- plain running
 
 
@@ -87,13 +83,14 @@ async def test_traceback_shows_only_the_programs_frames():
 
 
 async def test_each_run_gets_a_fresh_directory_that_is_removed():
-    before = _sandbox_dirs()
-    first = await run_python("open('left.txt', 'w').write('x')\nimport os\nprint(os.listdir('.'))")
+    marker = f"left-{uuid.uuid4().hex}.txt"
+    first = await run_python(f"open({marker!r}, 'w').write('x')\nimport os\nprint(os.listdir('.'))")
     second = await run_python("import os\nprint(sorted(os.listdir('.')))")
     assert first.ok and second.ok
-    assert "left.txt" in first.stdout
+    assert marker in first.stdout
     assert second.stdout.strip() == "['main.py']"
-    assert _sandbox_dirs() <= before
+    leftovers = Path(tempfile.gettempdir()).glob(f"sale-sandbox-*/{marker}")
+    assert list(leftovers) == []
 
 
 async def test_long_output_is_cut_in_the_middle_with_a_marker():

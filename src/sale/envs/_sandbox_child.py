@@ -138,7 +138,7 @@ class Sandbox:
             return False
         try:
             action()
-        except OSError as exc:
+        except (OSError, AttributeError) as exc:  # AttributeError: no such call here
             if not self.probe:
                 self.report({"setup_error": f"sandbox step '{name}' failed: {exc}"})
                 os._exit(SETUP_FAILED)
