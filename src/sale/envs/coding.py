@@ -25,6 +25,8 @@ or ``os._exit(0)`` before the tests ran does not pass.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import re
 import secrets
 import sys
@@ -199,6 +201,17 @@ def format_result(result: SandboxResult) -> str:
     return "\n".join(lines)
 
 
+#: Packages worth telling an agent about when they are installed.
+NOTABLE_PACKAGES = ("numpy", "pandas", "scipy", "matplotlib", "sklearn", "polars",
+                    "seaborn", "sympy", "networkx")
+
+
+@functools.cache
+def installed_packages() -> tuple[str, ...]:
+    """Which of `NOTABLE_PACKAGES` the sandbox's interpreter (this one) can import."""
+    return tuple(name for name in NOTABLE_PACKAGES if importlib.util.find_spec(name))
+
+
 # ------------------------------------------------------------------------ environment
 
 
@@ -221,8 +234,10 @@ class CodingEnvironment:
     def describe(self, task: Task) -> str:
         limits = self.tool_limits
         version = ".".join(map(str, sys.version_info[:2]))
+        packages = ", ".join(installed_packages()) or "none"
         return (
-            f"Coding environment (Python {version}).\n"
+            f"Coding environment (Python {version}; packages besides the standard"
+            f" library: {packages}).\n"
             "Tool: run_python(code) runs a Python program in an isolated sandbox and"
             " returns its exit status, stdout and stderr (cut to"
             f" {limits.output_chars} characters). Each call starts in a fresh empty"
