@@ -1,0 +1,365 @@
+"""Reading an agent's reply as one action: a tool call or a final answer.
+
+Two action formats, for any `Environment`'s tools:
+
+- ``"text"`` (the default, easy for small models): a fenced block whose info string
+  names a tool, its body being the tool's input::
+
+      ```search
+      Eiffel Tower architect
+      ```
+
+  The body goes to the tool's one required argument; a tool with several arguments
+  takes ``key: value`` lines or a JSON object. A tool with a required ``code`` argument
+  also answers to ```` ```python ````. The final answer is an ```` ```answer ```` block
+  or a line ``ANSWER: ...``. Only the first action in a reply counts.
+- ``"tools"``: the endpoint's native tool calls (OpenAI JSON schema from each
+  `Tool.parameters`) plus a ``submit`` tool taking ``answer``.
+
+A reply that holds no usable action raises `MalformedAction`, whose message is the
+short correction shown to the agent.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sale.envs.base import Tool
+from sale.errors import SaleError
+from sale.llm.client import ToolCall
+
+#: Info strings of a fenced block that holds the final answer.
+ANSWER_LABELS = ("answer", "submit", "final", "final_answer")
+#: The native tool that ends the run in the "tools" format.
+SUBMIT_TOOL = "submit"
+#: Extra names of a tool that takes ``code`` (a model writes ```python by habit).
+CODE_ALIASES = ("python", "py", "python3")
+#: Stop sequence for the text format: generation ends at the first closing fence
+#: (an opening fence carries an info string, so it does not match).
+TEXT_STOP = ["```\n"]
+
+_FENCE_OPEN = re.compile(r"^\s*(`{3,})[ \t]*([A-Za-z_][\w.\-]*)?:?[ \t]*(.*?)\s*$")
+_FENCE_CLOSE = re.compile(r"^\s*`{3,}\s*$")
+_LINE_CALL = re.compile(r"^[\s*\-`>]*([A-Za-z_][\w\-]*)(?:[*\s]*:(.*)|\s*\((.*)\)`?)\s*$")
+_ANSWER_LINE = re.compile(r"^\W*(?:final\s+)?answer\W*?:\s*(.*)$", re.IGNORECASE)
+
+
+class MalformedAction(SaleError):
+    """A reply holds no usable action; the message is the correction for the agent."""
+
+
+@dataclass
+class Action:
+    """One parsed action.
+
+    ``kind`` is "tool" (``tool`` and ``arguments`` set) or "answer" (``answer`` set).
+    ``text`` is the reply up to the end of this action, with a closing fence restored
+    when a stop sequence cut it: what the conversation keeps of the reply.
+    ``call_id`` is the native tool call's id ("tools" format only).
+    """
+
+    kind: str
+    tool: str | None = None
+    arguments: dict[str, Any] = field(default_factory=dict)
+    answer: str | None = None
+    text: str = ""
+    call_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The action for the trajectory file."""
+        if self.kind == "answer":
+            return {"kind": "answer", "answer": self.answer}
+        return {"kind": "tool", "tool": self.tool, "arguments": self.arguments}
+
+
+# ----------------------------------------------------------------------------- tools
+
+
+def _code_param(tool: Tool) -> bool:
+    return "code" in tool.parameters.get("required", [])
+
+
+def tool_names(tools: list[Tool]) -> dict[str, Tool]:
+    """Every name a fenced block may use for each tool, lowercase (aliases included)."""
+    names: dict[str, Tool] = {}
+    for tool in tools:
+        names[tool.name.lower()] = tool
+        if _code_param(tool):
+            for alias in CODE_ALIASES:
+                names.setdefault(alias, tool)
+    return names
+
+
+def block_label(tool: Tool) -> str:
+    """The info string the prompt shows for a tool (``python`` for code tools)."""
+    return CODE_ALIASES[0] if _code_param(tool) else tool.name
+
+
+def _single_text_param(tool: Tool) -> str | None:
+    """The name of the tool's one required string argument, if it has exactly one."""
+    props = tool.parameters.get("properties", {})
+    required = tool.parameters.get("required", [])
+    if len(required) == 1 and props.get(required[0], {}).get("type", "string") == "string":
+        return required[0]
+    return None
+
+
+def describe_text_tools(tools: list[Tool], *, lines: bool = True) -> str:
+    """The tool list of the text format's prompt: how to call each tool, and what it does.
+
+    With ``lines``, a tool that takes one short string (not code) is shown as a line
+    ``name: <argument>``; the others as fenced blocks. Both forms are always accepted.
+    """
+    parts = []
+    for tool in tools:
+        single = _single_text_param(tool)
+        label = block_label(tool)
+        if lines and single and single != "code":
+            usage = f"{tool.name}: <{single}>"
+        elif single:
+            usage = f"```{label}\n<{single}>\n```"
+        else:
+            props = tool.parameters.get("properties", {})
+            usage = f"```{label}\n" + "\n".join(f"{name}: <{name}>" for name in props) + "\n```"
+        parts.append(f"- {tool.description.strip()}\n{usage}")
+    return "\n".join(parts)
+
+
+def tool_schemas(tools: list[Tool], answer_instructions: str = "") -> list[dict[str, Any]]:
+    """OpenAI tools JSON for the environment's tools plus ``submit(answer)``."""
+    schemas = [
+        {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+        for t in tools
+    ]
+    answer_doc = "The final answer. " + answer_instructions.strip()
+    schemas.append({
+        "type": "function",
+        "function": {
+            "name": SUBMIT_TOOL,
+            "description": "Submit the final answer; this ends the task.",
+            "parameters": {
+                "type": "object",
+                "properties": {"answer": {"type": "string", "description": answer_doc.strip()}},
+                "required": ["answer"],
+            },
+        },
+    })  # fmt: skip
+    return schemas
+
+
+# ----------------------------------------------------------------------------- arguments
+
+
+def _coerce(tool: Tool, name: str, value: Any) -> Any:
+    kind = tool.parameters.get("properties", {}).get(name, {}).get("type")
+    try:
+        if kind == "string" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        if kind == "integer" and not isinstance(value, bool):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            return int(value) if isinstance(value, (int, str)) else _bad(tool, name, value, kind)
+        if kind == "number" and not isinstance(value, bool):
+            return float(value) if isinstance(value, (int, float, str)) else _bad(tool, name, value, kind)
+        if kind == "boolean" and isinstance(value, str):
+            if value.strip().lower() in ("true", "yes", "1", "false", "no", "0"):
+                return value.strip().lower() in ("true", "yes", "1")
+    except ValueError:
+        _bad(tool, name, value, kind)
+    if kind == "string" and not isinstance(value, str):
+        _bad(tool, name, value, kind)
+    return value
+
+
+def _bad(tool: Tool, name: str, value: Any, kind: str) -> Any:
+    raise MalformedAction(f"Tool '{tool.name}': argument '{name}' must be of type {kind}, got {value!r:.60}.")
+
+
+def check_arguments(tool: Tool, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Keep the tool's declared arguments, coerce simple types, require the required ones."""
+    props = tool.parameters.get("properties")
+    args = {k: v for k, v in arguments.items() if props is None or k in props}
+    missing = [name for name in tool.parameters.get("required", []) if name not in args]
+    if missing:
+        raise MalformedAction(f"Tool '{tool.name}' needs the argument(s): {', '.join(missing)}.")
+    return {k: _coerce(tool, k, v) for k, v in args.items()}
+
+
+def block_arguments(tool: Tool, body: str) -> dict[str, Any]:
+    """The arguments of a fenced block's body.
+
+    A JSON object or ``key: value`` lines whose keys are all the tool's own (and cover
+    its required ones) are read as named arguments; otherwise the whole body is the one
+    required string argument (stripped, except for code, which keeps its indentation).
+    """
+    props = tool.parameters.get("properties", {})
+    required = tool.parameters.get("required", [])
+    stripped = body.strip()
+    if stripped.startswith("{"):
+        try:
+            data = json.loads(stripped)
+        except json.JSONDecodeError:
+            data = None
+        if isinstance(data, dict) and data and set(data) <= set(props) and set(required) <= set(data):
+            return check_arguments(tool, data)
+    lines = [line for line in stripped.splitlines() if line.strip()]
+    pairs = [line.split(":", 1) for line in lines]
+    if lines and all(len(p) == 2 and p[0].strip() in props for p in pairs):
+        data = {k.strip(): v.strip() for k, v in pairs}
+        if set(required) <= set(data):
+            return check_arguments(tool, data)
+    single = _single_text_param(tool)
+    if single is None:
+        keys = ", ".join(props) or "(none)"
+        raise MalformedAction(f"Tool '{tool.name}' takes several arguments; write one 'key: value' line each ({keys}).")
+    value = body.strip("\n").rstrip() if single == "code" else stripped
+    if not value:
+        raise MalformedAction(f"The {block_label(tool)} block is empty; put the {single} inside it.")
+    return check_arguments(tool, {single: value})
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+def _format_help(tools: list[Tool]) -> str:
+    forms = [f"```{block_label(t)}" if _single_text_param(t) in (None, "code") else f"'{t.name}: ...'" for t in tools]
+    return "Reply with exactly one action: " + ", ".join([*forms, "or 'ANSWER: <your final answer>'."])
+
+
+def _block(lines: list[str], start: int) -> tuple[str, str, int, bool] | None:
+    """The fenced block opening at ``lines[start]``: (label, body, closing line, closed)."""
+    fence = _FENCE_OPEN.match(lines[start])
+    if not fence:
+        return None
+    label, first = (fence.group(2) or "").lower(), fence.group(3)
+    if first.endswith("```"):  # one line: ```search Eiffel Tower```
+        return label, first.rstrip("`").strip(), start, True
+    end = start + 1
+    while end < len(lines) and not _FENCE_CLOSE.match(lines[end]):
+        end += 1
+    body = lines[start + 1 : end]
+    return label, "\n".join([first, *body] if first else body), end, end < len(lines)
+
+
+def _kept(lines: list[str], end: int, closed: bool) -> str:
+    """The reply up to a block's closing fence, the fence restored when it was cut."""
+    return "\n".join(lines[: end + 1]) if closed else "\n".join(lines) + "\n```"
+
+
+def _line_call(line: str, tools: dict[str, Tool]) -> tuple[Tool, dict[str, Any]] | None:
+    """A one-line tool call, ``search: Eiffel Tower`` or ``search("Eiffel Tower", k=3)``."""
+    match = _LINE_CALL.match(line)
+    if not match or match.group(1).lower() not in tools:
+        return None
+    tool = tools[match.group(1).lower()]
+    if match.group(2) is not None:
+        value = match.group(2).strip("* \t")
+        return (tool, block_arguments(tool, value)) if value else None
+    inside = match.group(3).strip()
+    try:
+        call = ast.parse(f"f({inside})", mode="eval").body
+        assert isinstance(call, ast.Call)
+        positional = [ast.literal_eval(a) for a in call.args]
+        named = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg}
+    except (SyntaxError, ValueError, AssertionError):  # not Python literals: plain text
+        return (tool, _loose_call(tool, inside)) if inside else None
+    order = list(tool.parameters.get("properties", {}))
+    if len(positional) > len(order):
+        raise MalformedAction(f"Tool '{tool.name}' takes at most {len(order)} argument(s).")
+    return tool, check_arguments(tool, {**dict(zip(order, positional)), **named})
+
+
+def _loose_call(tool: Tool, inside: str) -> dict[str, Any]:
+    """Arguments of ``search(Eiffel Tower, k=3)``: trailing ``name=value`` parts, then the text."""
+    props = tool.parameters.get("properties", {})
+    named: dict[str, Any] = {}
+    parts = inside.split(",")
+    while len(parts) > 1:
+        key, eq, value = parts[-1].partition("=")
+        if not eq or key.strip() not in props:
+            break
+        named[key.strip()] = value.strip().strip("\"'`")
+        parts.pop()
+    text = ",".join(parts).strip()
+    single = _single_text_param(tool)
+    key, eq, value = text.partition("=")
+    if eq and key.strip() in props:  # search(query=Eiffel Tower)
+        named[key.strip()] = value.strip().strip("\"'`")
+    elif single and single not in named:
+        named[single] = text.strip("\"'`")
+    return check_arguments(tool, named)
+
+
+def parse_text_action(text: str, tools: list[Tool]) -> Action:
+    """The first action of a reply in the text format; `MalformedAction` if none.
+
+    Scans line by line. The first of these wins: a fenced block labelled with a tool
+    name or alias (a tool call), a block labelled ``answer`` (the answer), a line
+    ``ANSWER: x`` outside blocks (the answer is x; when x is empty, the body of the
+    block right after it, whatever its label, or else the rest of the reply), a line
+    ``<tool>: input`` or ``<tool>(arguments)`` naming a tool (a tool call). Blocks
+    with other labels are skipped. A block left open at the end of the reply (a stop
+    sequence cut its closing fence) runs to the end.
+    """
+    names = tool_names(tools)
+    by_name = {t.name.lower(): t for t in tools}
+    lines = (text or "").splitlines()
+    skipped: list[str] = []
+    i = 0
+    while i < len(lines):
+        block = _block(lines, i)
+        if block:
+            label, body, end, closed = block
+            if label in ANSWER_LABELS:
+                return Action("answer", answer=body.strip(), text=_kept(lines, end, closed))
+            if label in names:
+                tool = names[label]
+                return Action("tool", tool=tool.name, arguments=block_arguments(tool, body), text=_kept(lines, end, closed))
+            skipped.append(label or "(no label)")
+            i = end + 1
+            continue
+        answer = _ANSWER_LINE.match(lines[i])
+        if answer:
+            value = answer.group(1).strip("* \t")
+            if value:
+                return Action("answer", answer=value, text="\n".join(lines[: i + 1]))
+            j = i + 1
+            while j < len(lines) and not lines[j].strip():
+                j += 1
+            block = _block(lines, j) if j < len(lines) else None
+            if block and block[1].strip():
+                return Action("answer", answer=block[1].strip(), text=_kept(lines, block[2], block[3]))
+            rest = "\n".join(lines[j:]).strip()
+            if rest:
+                return Action("answer", answer=rest, text=text)
+        call = _line_call(lines[i], by_name)
+        if call:
+            return Action("tool", tool=call[0].name, arguments=call[1], text="\n".join(lines[: i + 1]))
+        i += 1
+    if skipped:
+        raise MalformedAction(f"```{skipped[0]} is not a tool here. " + _format_help(tools))
+    raise MalformedAction("No action found. " + _format_help(tools))
+
+
+def parse_tool_call(call: ToolCall, tools: list[Tool]) -> Action:
+    """A native tool call as an action; `MalformedAction` for unknown tools or bad JSON."""
+    try:
+        args = json.loads(call.arguments) if call.arguments.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise MalformedAction(f"The arguments of '{call.name}' are not valid JSON ({exc.msg}).") from None
+    if not isinstance(args, dict):
+        raise MalformedAction(f"The arguments of '{call.name}' must be a JSON object.")
+    if call.name == SUBMIT_TOOL:
+        answer = args.get("answer")
+        if not isinstance(answer, str) or not answer.strip():
+            raise MalformedAction("submit needs a non-empty string 'answer'.")
+        return Action("answer", answer=answer.strip(), call_id=call.id)
+    by_name = {t.name: t for t in tools}
+    if call.name not in by_name:
+        known = ", ".join([*by_name, SUBMIT_TOOL])
+        raise MalformedAction(f"There is no tool '{call.name}'. Tools: {known}.")
+    return Action("tool", tool=call.name, arguments=check_arguments(by_name[call.name], args), call_id=call.id)

@@ -1,0 +1,404 @@
+"""The executor: the auction's winner works on its task with tools, following its plan.
+
+`execute` runs one episode. The agent is told the task, the environment, its tools and
+its own strategy ("Your plan: ..."), then replies one action at a time (see
+`sale.agent.actions` for the formats); each tool's output comes back as the next
+message, until the agent answers or a limit ends the run. The answer is graded by the
+environment and the episode comes back as an `Outcome`; it never raises for a limit,
+a malformed reply, a failing tool or a failing endpoint.
+
+Limits end the loop by raising `_Ended` internally; the reason is recorded:
+"submitted", "max_steps", "max_tokens", "max_dollars", "max_wall_s", "malformed",
+"llm_error: ..." or "budget: ...".
+
+When the run ends without an answer and the task is a coding task (its grading names an
+``entry_point``), the last code the agent ran that defines that function is graded as
+its answer (``answer_source`` "last_code"): the agent wrote and tried the solution but
+did not hand it in. Pass ``grade_last_code=False`` to count such runs as failures.
+
+With a ``trajectory_path``, every step is appended to a JSON Lines file as it happens:
+a header line (task, agent, strategy, limits, the opening messages), one line per step,
+and the outcome last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from sale.agent.actions import (
+    ANSWER_LABELS, SUBMIT_TOOL, TEXT_STOP, Action, MalformedAction, block_label,
+    describe_text_tools, parse_text_action, parse_tool_call, tool_schemas,
+)  # fmt: skip
+from sale.envs.base import Environment, Tool
+from sale.errors import BudgetExceeded, ConfigError
+from sale.llm.client import Completion, LLMError
+from sale.workloads.task import Task
+
+log = logging.getLogger(__name__)
+
+ACTION_FORMATS = ("text", "tools")
+#: The note after the observation that precedes the agent's last reply.
+LAST_REPLY = {
+    "text": "This is your last reply: give your final answer now (ANSWER: ...).",
+    "tools": f"This is your last reply: call {SUBMIT_TOOL} with your final answer now.",
+}
+#: The correction for an action identical to one already run (small models loop).
+REPEATED = {
+    "text": "You already ran exactly this action; its output is above. If it answers the task, "
+            "reply ANSWER: <your final answer>. Otherwise do something else.",
+    "tools": f"You already made exactly this call; its output is above. If it answers the task, "
+             f"call {SUBMIT_TOOL}. Otherwise do something else.",
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What bounds one episode. Each limit that ends a run is named in `Outcome.reason`.
+
+    - ``max_steps``: replies (LLM calls) of the agent.
+    - ``max_tokens``: input plus output tokens over the episode.
+    - ``max_dollars``: dollars over the episode (None: no limit).
+    - ``max_wall_s``: wall-clock seconds of the loop, tool runs included.
+    - ``max_malformed``: consecutive replies without a usable action.
+    - ``max_output_tokens``: tokens the agent may write per reply.
+    - ``max_observation_chars``: characters of a tool's output shown to the agent (the
+      middle of longer output is cut); this one shapes the run, it does not end it.
+    """
+
+    max_steps: int = 6
+    max_tokens: int = 24_000
+    max_dollars: float | None = None
+    max_wall_s: float = 300.0
+    max_malformed: int = 2
+    max_output_tokens: int = 512
+    max_observation_chars: int = 3000
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None and f.name == "max_dollars":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"executor Limits.{f.name} must be a positive number, got {value!r}")
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any], where: str = "execution") -> Limits:
+        """Limits from a config section (e.g. a pool file's ``execution``); unknown keys are errors."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown limit(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**data)
+
+
+@dataclass
+class Outcome:
+    """How one episode ended. ``grade`` is the environment's grade detail.
+
+    ``answer_source`` is "submitted", "last_code" (see the module docstring) or None
+    (nothing was graded). ``malformed`` counts every malformed reply of the run.
+    """
+
+    task_id: str
+    agent: str
+    answer: str | None
+    passed: bool
+    score: float
+    reason: str
+    steps: int
+    input_tokens: int
+    output_tokens: int
+    dollars: float
+    wall_s: float
+    trajectory: str | None = None
+    grade: dict[str, Any] = field(default_factory=dict)
+    answer_source: str | None = None
+    malformed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Ended(Exception):
+    """Ends the loop; ``reason`` goes into the outcome."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def load_prompt(name: str) -> Template:
+    """A prompt template from the package's ``prompts`` folder ($name placeholders)."""
+    return Template(resources.files("sale").joinpath("prompts", name).read_text(encoding="utf-8"))
+
+
+def truncate(text: str, limit: int) -> str:
+    """``text`` cut to about ``limit`` characters: the head and tail kept, the middle marked."""
+    if len(text) <= limit:
+        return text
+    head = limit * 2 // 3
+    tail = limit - head
+    return f"{text[:head]}\n... [{len(text) - head - tail} characters cut] ...\n{text[-tail:]}"
+
+
+def opening_messages(env: Environment, task: Task, strategy: str, tools: list[Tool], limits: Limits, action_format: str) -> list[dict[str, Any]]:
+    """The system prompt (format, tools) and the user prompt (environment, task, plan)."""
+    if action_format == "text":
+        system = load_prompt("execute_system_text.txt").substitute(tools=describe_text_tools(tools), max_steps=limits.max_steps)
+    else:
+        system = load_prompt("execute_system_tools.txt").substitute(max_steps=limits.max_steps)
+    environment = env.describe(task).strip()
+    instructions = env.answer_instructions(task).strip()
+    plan = f"Your plan: {strategy.strip()}\nFollow your plan.\n" if strategy.strip() else ""
+    user = load_prompt("execute_task.txt").substitute(
+        environment=environment,
+        task=task.prompt.strip(),
+        plan=plan,
+        answer_instructions=instructions,
+    )
+    return [{"role": "system", "content": system.strip()}, {"role": "user", "content": user.strip()}]
+
+
+class _Trajectory:
+    """A JSON Lines file written line by line, each line flushed."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._file = path.open("w", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _Episode:
+    """The state of one run: conversation, counters, the answer."""
+
+    def __init__(self, agent: Any, env: Environment, task: Task, tools: list[Tool], limits: Limits,
+                 action_format: str, phase: str, messages: list[dict[str, Any]], trajectory: _Trajectory | None):  # fmt: skip
+        self.agent, self.env, self.task, self.tools = agent, env, task, tools
+        self.limits, self.format, self.phase = limits, action_format, phase
+        self.messages = messages
+        self.trajectory = trajectory
+        self.by_name = {t.name: t for t in tools}
+        self.schemas = tool_schemas(tools, env.answer_instructions(task)) if action_format == "tools" else None
+        self.started = time.monotonic()
+        self.steps = self.input_tokens = self.output_tokens = 0
+        self.dollars = 0.0
+        self.malformed = self.malformed_run = 0
+        self.answer: str | None = None
+        self.last_code: str | None = None
+        self.done: set[str] = set()  # actions already run, to catch a model repeating itself
+        self.pending: dict[str, Any] | None = None  # the step under way, for the trajectory
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def check_limits(self) -> None:
+        lim = self.limits
+        if self.steps >= lim.max_steps:
+            raise _Ended("max_steps")
+        if self.input_tokens + self.output_tokens >= lim.max_tokens:
+            raise _Ended("max_tokens")
+        if lim.max_dollars is not None and self.dollars >= lim.max_dollars:
+            raise _Ended("max_dollars")
+        if self.elapsed() >= lim.max_wall_s:
+            raise _Ended("max_wall_s")
+
+    async def run(self) -> None:
+        """Step until an answer or a limit raises `_Ended`."""
+        while True:
+            self.check_limits()
+            try:
+                async with asyncio.timeout(self.limits.max_wall_s - self.elapsed()):
+                    await self.step()
+            except TimeoutError:
+                if self.pending is not None:
+                    self.finish_step(observation=None, interrupted="max_wall_s")
+                raise _Ended("max_wall_s") from None
+
+    async def step(self) -> None:
+        lim = self.limits
+        budget = lim.max_tokens - self.input_tokens - self.output_tokens
+        c: Completion = await self.agent.chat(
+            self.messages, phase=self.phase, max_tokens=max(1, min(lim.max_output_tokens, budget)),
+            stop=TEXT_STOP if self.format == "text" else None, tools=self.schemas,
+        )  # fmt: skip
+        self.steps += 1
+        self.input_tokens += c.input_tokens
+        self.output_tokens += c.output_tokens
+        self.dollars += c.dollars
+        self.pending = {
+            "type": "step", "step": self.steps, "text": c.text,
+            "tool_calls": [asdict(tc) for tc in c.tool_calls] or None,
+            "action": None, "malformed": None, "observation": None,
+            "input_tokens": c.input_tokens, "output_tokens": c.output_tokens, "dollars": c.dollars,
+        }  # fmt: skip
+        action: Action | None = None
+        try:
+            action = self.parse(c)
+            if action.kind == "answer":
+                self.pending["action"] = action.as_dict()
+                self.answer = action.answer
+                self.finish_step(observation=None)
+                raise _Ended("submitted")
+            self.pending["action"] = action.as_dict()
+            key = json.dumps([action.tool, action.arguments], sort_keys=True, default=str)
+            if key in self.done:
+                raise MalformedAction(REPEATED[self.format])
+            observation = await self.run_tool(action)
+            self.done.add(key)
+        except MalformedAction as exc:
+            self.malformed += 1
+            self.malformed_run += 1
+            self.pending["malformed"] = str(exc)
+            self.reply(c, action, str(exc), label=None)
+            self.finish_step(observation=str(exc))
+            if self.malformed_run >= lim.max_malformed:
+                raise _Ended("malformed") from None
+            return
+        self.malformed_run = 0
+        shown = truncate(observation or "(no output)", lim.max_observation_chars)
+        self.reply(c, action, shown, label=block_label(self.by_name[action.tool]))
+        self.finish_step(observation=shown)
+
+    def parse(self, c: Completion) -> Action:
+        if self.format == "tools":
+            if c.tool_calls:
+                return parse_tool_call(c.tool_calls[0], self.tools)
+            try:  # no tool call: a plain-text answer still counts, nothing else does
+                action = parse_text_action(c.text, [])
+            except MalformedAction:
+                raise MalformedAction(f"Call one of the tools, or call {SUBMIT_TOOL} with your final answer.") from None
+            return action
+        return parse_text_action(c.text, self.tools)
+
+    async def run_tool(self, action: Action) -> str:
+        """Run the action's tool; an exception from the tool is a malformed action."""
+        tool = self.by_name[action.tool]
+        try:
+            output = await tool.run(**action.arguments)
+        except Exception as exc:  # a tool must never crash the loop
+            raise MalformedAction(f"Tool '{tool.name}' failed: {type(exc).__name__}: {str(exc)[:300]}") from None
+        if "code" in tool.parameters.get("required", []):
+            self.last_code = action.arguments.get("code")
+        return output if isinstance(output, str) else str(output)
+
+    def reply(self, c: Completion, action: Action | None, observation: str, label: str | None) -> None:
+        """Append the agent's reply and the observation to the conversation."""
+        left = self.limits.max_steps - self.steps
+        note = LAST_REPLY[self.format] if left == 1 else f"({left} replies left.)"
+        call = c.tool_calls[0] if self.format == "tools" and c.tool_calls else None
+        if call is not None:
+            self.messages.append({"role": "assistant", "content": c.text, "tool_calls": [
+                {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}]})
+            self.messages.append({"role": "tool", "tool_call_id": call.id, "content": f"{observation}\n\n{note}"})
+            return
+        text = action.text if action is not None and action.text else truncate(c.text, self.limits.max_observation_chars)
+        self.messages.append({"role": "assistant", "content": text})
+        head = f"Output of {label}:\n" if label else ""
+        self.messages.append({"role": "user", "content": f"{head}{observation}\n\n{note}"})
+
+    def finish_step(self, observation: str | None, interrupted: str | None = None) -> None:
+        record, self.pending = self.pending, None
+        if record is None or self.trajectory is None:
+            return
+        record["observation"] = observation
+        record["elapsed_s"] = round(self.elapsed(), 3)
+        if interrupted:
+            record["interrupted"] = interrupted
+        self.trajectory.write(record)
+
+
+def _defines(code: str, name: str) -> bool:
+    return re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(name)}\s*\(", code, re.MULTILINE) is not None
+
+
+async def execute(
+    agent: Any,
+    env: Environment,
+    task: Task,
+    strategy: str,
+    *,
+    limits: Limits = Limits(),
+    trajectory_path: Path | str | None = None,
+    action_format: str = "text",
+    phase: str = "execute",
+    grade_last_code: bool = True,
+) -> Outcome:
+    """Run ``agent`` on ``task`` in ``env`` following ``strategy``; grade and return the outcome.
+
+    ``agent`` is a `sale.llm.pool.Agent` (anything with ``name`` and an async ``chat``
+    of the same signature). ``action_format`` is "text" (fenced blocks) or "tools"
+    (native tool calls). Raises only for bad arguments (`ConfigError`); limits,
+    malformed replies, failing tools and endpoint errors end the run with a reason.
+    """
+    if action_format not in ACTION_FORMATS:
+        raise ConfigError(f"action_format must be one of {', '.join(ACTION_FORMATS)}, got {action_format!r}")
+    tools = list(env.tools(task))
+    reserved = {name for name in (*ANSWER_LABELS, SUBMIT_TOOL)} & {t.name.lower() for t in tools}
+    if reserved:
+        raise ConfigError(f"environment '{env.name}': tool name(s) {', '.join(sorted(reserved))} are reserved for the final answer")
+    messages = opening_messages(env, task, strategy, tools, limits, action_format)
+    path = Path(trajectory_path) if trajectory_path is not None else None
+    trajectory = _Trajectory(path) if path is not None else None
+    episode = _Episode(agent, env, task, tools, limits, action_format, phase, messages, trajectory)
+    try:
+        if trajectory:
+            trajectory.write({
+                "type": "header", "task_id": task.id, "agent": agent.name, "strategy": strategy,
+                "limits": asdict(limits), "action_format": action_format, "phase": phase,
+                "environment": env.name, "tools": [t.name for t in tools], "messages": messages,
+                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            })  # fmt: skip
+        try:
+            await episode.run()
+            reason = "submitted"  # not reached: run() only ends by raising
+        except _Ended as end:
+            reason = end.reason
+        except LLMError as exc:
+            reason = f"llm_error: {exc.reason}"[:400]
+        except BudgetExceeded as exc:
+            reason = f"budget: {exc}"[:400]
+        outcome = await _graded(episode, env, task, reason, grade_last_code)
+        outcome.trajectory = str(path) if path is not None else None
+        if trajectory:
+            trajectory.write({"type": "outcome", **outcome.to_dict()})
+        return outcome
+    finally:
+        if trajectory:
+            trajectory.close()
+
+
+async def _graded(ep: _Episode, env: Environment, task: Task, reason: str, grade_last_code: bool) -> Outcome:
+    """The episode's outcome, its answer (or the last code, see module doc) graded."""
+    answer, source = ep.answer, "submitted" if ep.answer is not None else None
+    entry = task.grading.get("entry_point")
+    if answer is None and grade_last_code and ep.last_code and isinstance(entry, str) and _defines(ep.last_code, entry):
+        answer, source = ep.last_code, "last_code"
+    passed, score, detail = False, 0.0, {}
+    if answer is not None:
+        try:
+            grade = await env.grade(task, answer)
+            passed, score, detail = bool(grade.passed), float(grade.score), dict(grade.detail)
+        except Exception as exc:  # a grader bug must not lose the episode
+            log.warning("grading task %s failed: %s", task.id, exc)
+            detail = {"error": f"{type(exc).__name__}: {exc}"}
+    return Outcome(
+        task_id=task.id, agent=ep.agent.name, answer=answer, passed=passed, score=score, reason=reason,
+        steps=ep.steps, input_tokens=ep.input_tokens, output_tokens=ep.output_tokens, dollars=ep.dollars,
+        wall_s=round(ep.elapsed(), 3), grade=detail, answer_source=source, malformed=ep.malformed,
+    )  # fmt: skip
