@@ -54,12 +54,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 
     pool_path = args.pool or default_pool_path()
     if args.pull:
-        from sale.config import load_pool_config
-        from sale.llm import models
-
-        for a in load_pool_config(pool_path).agents:
-            if a.model in models.CATALOGUE and not models.is_present(a.model):
-                models.pull(a.model, progress=_say)
+        _pull_missing(pool_path)
 
     async def go() -> None:
         pool = Pool.from_file(pool_path)
@@ -74,6 +69,93 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 
     asyncio.run(go())
     return 0
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def _pull_missing(pool_path) -> None:
+    """Fetch the catalogue models a pool file names, when they are not in the cache."""
+    from sale.config import load_pool_config
+    from sale.llm import models
+
+    for a in load_pool_config(pool_path).agents:
+        if a.model in models.CATALOGUE and not models.is_present(a.model):
+            models.pull(a.model, progress=_say)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Stream tasks through the auction and the winner's execution into --out."""
+    from pathlib import Path
+
+    from sale.config import default_pool_path
+    from sale.llm.ledger import Ledger
+    from sale.llm.pool import Pool
+    from sale.progress import Progress
+    from sale.run import open_runner, progress_printer
+    from sale.workloads.loaders import load_tasks
+
+    pool_path = args.pool or default_pool_path()
+    tasks = [t for spec in args.tasks for t in load_tasks(spec, limit=args.limit)]
+    out = Path(args.out)
+    if args.pull:
+        _pull_missing(pool_path)
+
+    async def go() -> dict:
+        pool = Pool.from_file(pool_path, ledger=Ledger(out / "ledger.jsonl"))
+        _say(f"{len(tasks)} tasks, pool {pool_path} ({', '.join(pool.names)}), writing {out}")
+        async with pool:
+            from sale.workloads.loaders import parse_spec
+
+            task_dirs = {parse_spec(spec)[1].resolve().parent for spec in args.tasks}
+            runner = open_runner(pool, out, tasks, data_dir=args.data_dir, documents=args.documents, hide_paths=task_dirs)
+            done = len(runner.finished())
+            if done:
+                _say(f"resuming: {done} task(s) already finished")
+            progress = Progress(len(tasks), "run")
+            try:
+                return await runner.run(tasks, on_task=progress_printer(progress))
+            finally:
+                progress.close()
+                pool.ledger.close()
+
+    summary = asyncio.run(go())
+    _print_summary(summary)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The demo workload through the auction and through the largest agent alone."""
+    from pathlib import Path
+
+    from sale.config import default_pool_path
+    from sale.demo import demo_pool, run_demo
+
+    pool_path = args.pool or default_pool_path()
+    out = Path(args.out)
+    if args.pull:
+        _pull_missing(pool_path)
+
+    async def go() -> None:
+        pool = demo_pool(pool_path, out)
+        _say(f"starting the pool {pool_path} (llama.cpp servers for local models) ...")
+        async with pool:
+            await run_demo(pool, out, say=print)
+        pool.ledger.close()
+
+    t = time.perf_counter()
+    asyncio.run(go())
+    print(f"demo finished in {time.perf_counter() - t:.0f} s; everything is in {out}")
+    return 0
+
+
+def _print_summary(summary: dict) -> None:
+    p = summary["pass_at_1"]
+    print(f"tasks {summary['tasks']}  pass@1 {p:.1%}" if p is not None else "no tasks")
+    print(f"dollars {summary['dollars']:.6f}  largest agent ({summary['largest_agent']}) share {summary['largest_share']:.0%}")
+    print("wins: " + ", ".join(f"{a} {s:.0%}" for a, s in summary["win_share"].items()))
+    o = summary["auction_overhead"]
+    print(f"auction overhead: {o['token_share']:.0%} of tokens, {o['dollar_share']:.0%} of dollars, {o['wall_share']:.0%} of wall time")
 
 
 # ----------------------------------------------------------------------------- main
@@ -96,6 +178,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--prompt", default="In one sentence: what is a binary search?")
     s.add_argument("--no-pull", dest="pull", action="store_false", help="do not fetch missing models")
     s.set_defaults(func=cmd_smoke)
+
+    r = sub.add_parser("run", help="stream tasks through the auction and the winner's execution")
+    r.add_argument("--pool", help="pool file (default: the local ladder)")
+    r.add_argument("--tasks", nargs="+", required=True, help="FORMAT:PATH or a project JSONL file (several allowed)")
+    r.add_argument("--out", required=True, help="run directory (a rerun resumes it)")
+    r.add_argument("--data-dir", help="benchmark data folder: search tasks use its default document collection")
+    r.add_argument("--documents", nargs="*", default=[], help="JSONL files of {id, title, text} for search tasks")
+    r.add_argument("--limit", type=int, help="at most this many tasks from each source")
+    r.add_argument("--no-pull", dest="pull", action="store_false", help="do not fetch missing models")
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("demo", help="the shipped demo workload: auction vs the largest agent alone")
+    d.add_argument("--pool", help="pool file (default: the local ladder)")
+    d.add_argument("--out", default="sale-demo", help="output folder (default: ./sale-demo; a rerun resumes it)")
+    d.add_argument("--no-pull", dest="pull", action="store_false", help="do not fetch missing models")
+    d.set_defaults(func=cmd_demo)
     return ap
 
 
