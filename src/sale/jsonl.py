@@ -84,13 +84,18 @@ class JsonlWriter:
         self.close()
 
 
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write a JSON file via a temporary name and a rename: never half-written."""
+def write_json_atomic(path: str | Path, data: Any, *, fsync: bool = True) -> None:
+    """Write a JSON file via a temporary name and a rename: never half-written.
+
+    Without ``fsync`` the file survives a crash of the process (the kernel holds the
+    data) but not necessarily a crash of the machine.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=2, ensure_ascii=False)
         fh.flush()
-        os.fsync(fh.fileno())
+        if fsync:
+            os.fsync(fh.fileno())
     os.replace(tmp, path)

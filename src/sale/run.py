@@ -190,7 +190,9 @@ class Runner:
             decision = await self.router.route(task, env)
             auction_wall = time.perf_counter() - started
             if decision.record is not None:
-                write_json_atomic(auction_path, decision.record)
+                # results.jsonl (fsynced) is the record of what finished; this file only needs
+                # to survive a crash of the process, which needs no fsync
+                write_json_atomic(auction_path, decision.record, fsync=False)
             trajectory.unlink(missing_ok=True)  # an interrupted earlier attempt
             outcome = await execute(
                 self.pool[decision.agent], env, task, decision.strategy,
@@ -288,7 +290,8 @@ def open_runner(
     if limits is None:
         limits = Limits.from_mapping(execution, f"{pool.source}: execution")
     if router is None:
-        router = SALERouter(pool, SQLiteMemory(out_dir / "memory.sqlite"))
+        # WAL with synchronous=NORMAL: a commit survives a crash of the process
+        router = SALERouter(pool, SQLiteMemory(out_dir / "memory.sqlite", synchronous="NORMAL"))
     if envs is None:
         envs = build_environments(tasks, data_dir=data_dir, documents=documents, hide_paths=hide_paths)
     return Runner(pool, router, envs, out_dir, limits=limits, action_format=fmt)
@@ -321,3 +324,12 @@ def progress_printer(progress) -> Callable[[int, int, dict[str, Any]], None]:
         progress.update(done, f"pass {rate:.0%}  ${state['dollars']:.5f}  winner {rec['winner'] or '-'}")
 
     return on_task
+
+
+async def run_tasks(pool: Pool, tasks: list[Task], out_dir: str | Path, **kwargs: Any) -> dict[str, Any]:
+    """Stream ``tasks`` through SALE and execution with a started ``pool``; returns the summary.
+
+    Keyword arguments go to `open_runner` (router, envs, data_dir, documents, limits...).
+    A rerun with the same ``out_dir`` resumes.
+    """
+    return await open_runner(pool, out_dir, tasks, **kwargs).run(tasks)
