@@ -12,8 +12,9 @@ Minimal form::
 
 Every agent also accepts ``generation`` (temperature, max_tokens, seed), ``concurrency``,
 ``timeout_s``, ``max_retries`` and, for local models, ``context`` (tokens per slot) and
-``threads``. A malformed file raises ConfigError naming the file, the field, the bad
-value and what is expected.
+``threads``. An optional ``budget: {per_task: 0.01, per_run: 1.0}`` sets hard dollar
+limits (see `sale.llm.budget`). A malformed file raises ConfigError naming the file,
+the field, the bad value and what is expected.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sale.errors import ConfigError
 
@@ -76,12 +77,24 @@ class AgentConfig(_Strict):
         return self.model is not None
 
 
+class BudgetConfig(_Strict):
+    """Hard dollar limits (see `sale.llm.budget`); None: no limit."""
+
+    per_task: float | None = Field(default=None, gt=0, allow_inf_nan=False, strict=True)
+    per_run: float | None = Field(default=None, gt=0, allow_inf_nan=False, strict=True)
+
+
 class PoolConfig(_Strict):
     agents: list[AgentConfig] = Field(min_length=1)
     # Sections read by later stages; each stage validates its own section.
     auction: dict[str, Any] = Field(default_factory=dict)
     execution: dict[str, Any] = Field(default_factory=dict)
-    budget: dict[str, Any] = Field(default_factory=dict)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _empty_budget(cls, value: Any) -> Any:
+        return {} if value is None else value  # "budget:" with nothing under it
 
     @model_validator(mode="after")
     def _unique_names(self) -> "PoolConfig":

@@ -10,6 +10,13 @@ finished task, appended durably), ``summary.json``, ``memory.sqlite`` (the aucti
 memory), ``ledger.jsonl`` (every call), ``auctions/`` (one auction record per task) and
 ``trajectories/`` (one JSONL trajectory per execution). A rerun with the same directory
 skips the tasks already in ``results.jsonl``, so an interrupted run loses nothing.
+
+Budgets (the pool file's ``budget:`` section, `sale.llm.budget`): a call that could pass
+the per-task or per-run dollar limit is refused before it is made. A task with a
+refused call is recorded with ``budget`` naming the limit ("per_task" or "per_run"),
+and with reason "budget: ..." when the refusal ended it. After a per-run refusal no
+further task is started (a rerun with a larger budget resumes them); summary.json
+says so under ``budget``. A resumed run counts what its ledger recorded before.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ from sale.agent.executor import Limits, execute
 from sale.envs.base import Environment
 from sale.errors import ConfigError, SaleError
 from sale.jsonl import JsonlWriter, read_jsonl, write_json_atomic
-from sale.llm.ledger import ledger_tags, summarise
+from sale.llm.budget import PER_RUN, PER_TASK
+from sale.llm.ledger import Ledger, ledger_tags, summarise
 from sale.llm.pool import Pool
 from sale.routers.base import Router
 from sale.workloads.task import Task
@@ -114,6 +122,7 @@ class TaskRecord:
     auction: str
     answer: str | None = None
     error: str = ""
+    budget: str = ""  # the budget that refused a call of this task: "per_task", "per_run" or ""
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -149,6 +158,7 @@ def summarise_results(records: list[dict[str, Any]], agents: list[str], largest:
             "wall_share": auction_wall / wall if wall else 0.0,
         },
         "failed_tasks": sum(1 for r in records if r.get("error")),
+        "budget_stopped_tasks": sum(1 for r in records if r.get("budget")),
     }
 
 
@@ -175,6 +185,25 @@ class Runner:
     def finished(self) -> dict[str, dict[str, Any]]:
         return {r["task_id"]: r for r in read_jsonl(self.results_path) if "task_id" in r}
 
+    def _carry_over_spending(self) -> None:
+        """Count what the pool's ledger file recorded before this process (a resumed
+        run) against the budget, once per pool."""
+        budget, ledger = self.pool.budget, self.pool.ledger
+        if budget.carried_over or not budget.limited or ledger.path is None or not ledger.path.exists():
+            return
+        entries = Ledger.read(ledger.path)
+        budget.carry_over(entries[: max(0, len(entries) - len(ledger.entries))])
+
+    def _costs(self, task_id: str, start_entry: int) -> tuple[dict[str, float], dict[str, int], dict[str, int]]:
+        """Dollars and tokens by phase (with "total"), and tokens by agent, of one task."""
+        mine = [e for e in self.pool.ledger.entries[start_entry:] if e.task == task_id]
+        by_phase = summarise(mine, "phase")
+        dollars = {p: t.dollars for p, t in by_phase.items()}
+        tokens = {p: t.tokens for p, t in by_phase.items()}
+        dollars["total"] = sum(t.dollars for t in by_phase.values())
+        tokens["total"] = sum(t.tokens for t in by_phase.values())
+        return dollars, tokens, {a: t.tokens for a, t in summarise(mine, "agent").items()}
+
     async def run_one(self, task: Task) -> TaskRecord:
         """Auction, execution, grading and bookkeeping of one task."""
         env = self.envs.get(task.domain)
@@ -199,13 +228,7 @@ class Runner:
                 limits=self.limits, trajectory_path=trajectory, action_format=self.action_format,
             )  # fmt: skip
         self.router.observe(task, decision, outcome.passed)
-        mine = [e for e in ledger.entries[start_entry:] if e.task == task.id]
-        by_phase = summarise(mine, "phase")
-        dollars = {p: t.dollars for p, t in by_phase.items()}
-        tokens = {p: t.tokens for p, t in by_phase.items()}
-        dollars["total"] = sum(t.dollars for t in by_phase.values())
-        tokens["total"] = sum(t.tokens for t in by_phase.values())
-        tokens_by_agent = {a: t.tokens for a, t in summarise(mine, "agent").items()}
+        dollars, tokens, tokens_by_agent = self._costs(task.id, start_entry)
         return TaskRecord(
             task_id=task.id, tier=task.tier, tier_name=task.tier_name, domain=task.domain,
             winner=decision.agent, winner_kind=str(decision.info.get("winner_kind", "")),
@@ -213,7 +236,7 @@ class Runner:
             dollars=dollars, tokens=tokens, tokens_by_agent=tokens_by_agent, wall_s=time.perf_counter() - started,
             auction_wall_s=auction_wall, trajectory=str(trajectory.relative_to(self.out_dir)),
             auction=str(auction_path.relative_to(self.out_dir)) if decision.record is not None else "",
-            answer=outcome.answer,
+            answer=outcome.answer, budget=self.pool.budget.stopped(task.id),
         )  # fmt: skip
 
     async def run(
@@ -234,26 +257,44 @@ class Runner:
             raise ConfigError(f"task ids must be unique; repeated: {', '.join(dupes[:5])}")
         done = self.finished()
         records = [done[t.id] for t in tasks if t.id in done]
+        budget = self.pool.budget
+        self._carry_over_spending()
+        not_started: list[str] = []
         with JsonlWriter(self.results_path) as out:
             for task in tasks:
                 if task.id in done:
                     continue
+                if budget.stopped_run:
+                    not_started.append(task.id)
+                    continue
+                start_entry = len(self.pool.ledger.entries)
                 try:
                     rec = (await self.run_one(task)).as_dict()
                 except SaleError as exc:
                     if stop_on_error:
                         raise
+                    dollars, tokens, by_agent = self._costs(task.id, start_entry)
+                    scope = budget.stopped(task.id)
+                    refusal = budget.refusal(task.id)
                     rec = TaskRecord(
                         task_id=task.id, tier=task.tier, tier_name=task.tier_name, domain=task.domain,
-                        winner="", winner_kind="", passed=False, score=0.0, reason="error",
-                        dollars={"total": 0.0}, tokens={"total": 0}, tokens_by_agent={}, wall_s=0.0, auction_wall_s=0.0,
-                        trajectory="", auction="", error=str(exc)[:500],
+                        winner="", winner_kind="", passed=False, score=0.0,
+                        reason=f"budget: {refusal.message}"[:400] if refusal else "error",
+                        dollars=dollars, tokens=tokens, tokens_by_agent=by_agent, wall_s=0.0, auction_wall_s=0.0,
+                        trajectory="", auction="", error=str(exc)[:500], budget=scope,
                     ).as_dict()  # fmt: skip
                 out.write(rec)
                 records.append(rec)
                 if on_task:
                     on_task(len(records), len(tasks), rec)
         summary = summarise_results(records, self.pool.names, self.pool.largest.name)
+        summary["budget"] = {
+            **budget.to_dict(),
+            "tasks_limited": {
+                scope: [r["task_id"] for r in records if r.get("budget") == scope] for scope in (PER_TASK, PER_RUN)
+            },
+            "not_started": not_started,
+        }
         summary["ledger"] = {
             "by_agent": {k: v.as_dict() for k, v in self.pool.ledger.totals("agent").items()},
             "by_phase": {k: v.as_dict() for k, v in self.pool.ledger.totals("phase").items()},

@@ -369,10 +369,10 @@ async def execute(
             reason = "submitted"  # not reached: run() only ends by raising
         except _Ended as end:
             reason = end.reason
+        except BudgetExceeded as exc:  # before LLMError: a refused call is both
+            reason = f"budget: {exc}"[:400]
         except LLMError as exc:
             reason = f"llm_error: {exc.reason}"[:400]
-        except BudgetExceeded as exc:
-            reason = f"budget: {exc}"[:400]
         outcome = await _graded(episode, env, task, reason, grade_last_code)
         outcome.trajectory = str(path) if path is not None else None
         if trajectory:

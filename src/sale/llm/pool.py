@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 from sale.config import AgentConfig, PoolConfig, Price, load_pool_config
 from sale.errors import ConfigError
+from sale.llm.budget import Budget, worst_case_dollars
 from sale.llm.client import ChatClient, Completion, LLMError
 from sale.llm.ledger import Ledger, LedgerEntry
 from sale.llm.local import LlamaServer
@@ -24,12 +25,13 @@ from sale.llm.models import resolve_model
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, client: ChatClient | None, ledger: Ledger):
+    def __init__(self, config: AgentConfig, client: ChatClient | None, ledger: Ledger, budget: Budget | None = None):
         self.config = config
         self.name = config.name
         self.price: Price = config.price
         self.client = client
         self.ledger = ledger
+        self.budget = budget if budget is not None else Budget()
         self.server: LlamaServer | None = None
 
     @property
@@ -52,14 +54,20 @@ class Agent:
         stop: list[str] | None = None,
         timeout_s: float | None = None,
     ) -> Completion:
-        """One call, recorded in the ledger under ``phase``; raises LLMError on failure."""
+        """One call, recorded in the ledger under ``phase``; raises LLMError on failure.
+
+        The call's worst-case cost is reserved in the pool's budget first; a call that
+        could pass a budget is not made (`sale.llm.budget.OverBudget`, an LLMError).
+        """
         if self.client is None:
             raise LLMError(self.name, "(not started)", "the pool is not started; use 'async with pool' or await pool.start()")
         gen = self.config.generation
+        max_tokens = max_tokens or gen.max_tokens
+        hold = self.budget.reserve(self.name, worst_case_dollars(self.price, messages, tools, max_tokens))
         try:
             c = await self.client.chat(
                 messages,
-                max_tokens=max_tokens or gen.max_tokens,
+                max_tokens=max_tokens,
                 temperature=gen.temperature if temperature is None else temperature,
                 top_logprobs=top_logprobs,
                 tools=tools,
@@ -68,10 +76,15 @@ class Agent:
                 timeout_s=timeout_s,
             )
         except LLMError as exc:
+            hold.release()
             self.ledger.record(LedgerEntry(self.name, phase, 0, 0, 0.0, 0.0, ok=False, error=exc.reason[:300]))
+            raise
+        except BaseException:  # cancelled: the reservation must not outlive the call
+            hold.release()
             raise
         c.phase = phase
         c.dollars = self.price.dollars(c.input_tokens, c.output_tokens)
+        hold.settle(c.dollars)
         self.ledger.record(LedgerEntry(self.name, phase, c.input_tokens, c.output_tokens, c.dollars, c.latency_s))
         return c
 
@@ -83,7 +96,8 @@ class Pool:
         self.config = config
         self.source = source
         self.ledger = ledger or Ledger()
-        self.agents: list[Agent] = [Agent(a, None, self.ledger) for a in config.agents]
+        self.budget = Budget.from_config(config.budget)  # the pool file's hard dollar limits
+        self.agents: list[Agent] = [Agent(a, None, self.ledger, self.budget) for a in config.agents]
         self._started = False
 
     @classmethod
