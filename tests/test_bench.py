@@ -1,0 +1,284 @@
+"""`sale bench` end to end against a scripted pool whose right routing is known.
+
+The workload: 8 coding tasks with hidden tests, 4 easy (tier 1) and 4 hard (tier 2).
+The scripted server answers by request type (recognised from the project's prompts):
+
+- bids: every agent writes a plan tagged "Q<n>"; on easy tasks all plans are Q4, on
+  hard ones small Q1, mid Q2, big Q5; jurors score a plan by its tag;
+- refinement: mid's refined plan is Q5 and names "the careful method", small's is Q1;
+- executions: big always writes correct code; mid and small are right on easy tasks;
+  on hard tasks small is always wrong and mid is right only when its plan names the
+  careful method (a refined plan).
+
+So the oracle is small on easy tasks and big on hard ones, the auction should send hard
+tasks to big until memory lets mid's refined bid win, and every LLM request is counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import re
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sale.config import parse_pool
+from sale.errors import ConfigError
+from sale.evaluation.bench import (
+    ABLATION_VARIANTS, CORE_VARIANTS, EndpointFailure, add_arguments, run_bench, run_from_args,
+)  # fmt: skip
+from sale.evaluation.matrix import MatrixStore
+from sale.llm.ledger import Ledger
+from sale.llm.pool import Pool
+from sale.run import build_environments
+from sale.testing.scripted import Reply, prompt_text, scripted_pool_yaml
+from sale.workloads.loaders import write_tasks
+from sale.workloads.standard import split
+from sale.workloads.task import Task
+
+AGENTS = [("small", 0.1), ("mid", 0.2), ("big", 0.4)]
+REQUIRED = ["sale", "sale-no-memory", "largest", "oracle", "wtp", "carrot", "to-router", "frugalgpt"]
+REQUIRED += [name for name, _ in AGENTS]  # each single agent
+HARD_Q = {"small": 1, "mid": 2, "big": 5}
+_BLOCK = re.compile(r"<bid-([0-9a-f]+)(?: \d+)?>\n(.*?)\n</bid-\1>", re.S)
+
+
+def make_tasks() -> list[Task]:
+    tasks = []
+    for k in range(8):
+        hard = k >= 4
+        tasks.append(
+            Task(
+                id=f"{'hard' if hard else 'easy'}-{k}",
+                domain="coding",
+                tier=2 if hard else 1,
+                prompt=f"Write a function f(x) that returns x + {k}. This is a {'hard' if hard else 'easy'} task.",
+                grading={"style": "asserts", "tests": f"assert f(1) == {1 + k}", "entry_point": "f"},
+            )
+        )
+    return tasks
+
+
+def request_kind(text: str) -> str:
+    if text.startswith("You are a juror"):
+        return "jury"
+    if text.startswith("You bid for tasks"):
+        return "refine"
+    if text.startswith("You are one of several agents bidding"):
+        return "bid"
+    if text.startswith("You solve one task by using tools"):
+        return "execute"
+    raise AssertionError(f"unexpected request: {text[:80]!r}")
+
+
+def quality(text: str) -> int:
+    m = re.search(r"Q(\d)", text)
+    return int(m[1]) if m else 0
+
+
+class Responder:
+    """Answers every request as the module docstring says and counts them by kind.
+
+    ``on_execute(n)`` is called with the number of execution requests so far.
+    """
+
+    def __init__(self):
+        self.calls: collections.Counter = collections.Counter()
+        self.executions: list[tuple[str, str, bool]] = []  # (model, task text, refined plan)
+        self.on_execute = None
+        self.fail_executions = 0  # answer this many execution requests with HTTP 500
+        self.lock = threading.Lock()
+
+    def __call__(self, request):
+        model, text = request["model"], prompt_text(request)
+        kind = request_kind(text)
+        with self.lock:
+            self.calls[kind] += 1
+        hard = "hard task" in text
+        if kind == "bid":
+            q = HARD_Q[model] if hard else 4
+            return Reply(f"Plan of {model}: write f, then test it on two inputs. Q{q}")
+        if kind == "refine":
+            q, how = (5, "the careful method") if model == "mid" else (1, "a quick guess")
+            return Reply(f"ANALYSIS: the winner tested its code.\nREFINED STRATEGY: write f with {how}, test it. Q{q}")
+        if kind == "jury":
+            blocks = [b for _, b in _BLOCK.findall(text)]
+            if "SCORE: <a whole number" in text:
+                return Reply(f"SCORE: {quality(blocks[0])}")
+            return Reply("\n".join(f"BID {k}: {quality(b)}" for k, b in enumerate(blocks, 1)))
+        with self.lock:
+            if self.fail_executions > 0:
+                self.fail_executions -= 1
+                return Reply("server overloaded", status=500)
+        k = int(re.search(r"returns x \+ (\d+)", text)[1])
+        careful = "careful method" in text
+        right = model == "big" or not hard or (model == "mid" and careful)
+        with self.lock:
+            self.executions.append((model, text, careful))
+            n = len(self.executions)
+        if self.on_execute:
+            self.on_execute(n)
+        body = f"def f(x):\n    return x + {k}" if right else "def f(x):\n    return x"
+        return Reply(f"Done.\nANSWER:\n```python\n{body}\n```")
+
+
+@pytest.fixture
+def responder(scripted):
+    r = Responder()
+    scripted.responder = r
+    return r
+
+
+@pytest.fixture
+def files(scripted, tmp_path):
+    pool = tmp_path / "pool.yaml"
+    pool.write_text(scripted_pool_yaml(scripted.base_url, AGENTS, max_retries=0))
+    tasks = write_tasks(tmp_path / "tasks.jsonl", make_tasks())
+    return pool, tasks
+
+
+def bench(argv: list[str]) -> int:
+    """Run `sale bench` through the CLI when it is wired there, else through run_from_args."""
+    from sale import cli
+
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    if "bench" in commands:
+        return cli.main(["bench", *argv])
+    ap = argparse.ArgumentParser(prog="sale bench")
+    add_arguments(ap)
+    return run_from_args(ap.parse_args(argv))
+
+
+def args_for(files, out: Path, *extra: str) -> list[str]:
+    pool, tasks = files
+    return ["--out", str(out), "--pool", str(pool), "--tasks", str(tasks), "--no-pull", *extra]
+
+
+def test_bench_end_to_end_then_rerun_makes_no_calls(files, responder, tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert bench(args_for(files, out, "--orderings", "3")) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    methods, extra = summary["methods"], summary["extra"]
+
+    for name in REQUIRED + ["random", "sale-default-weights"]:
+        assert name in methods, name
+        for key in ("pass_at_1", "dollars", "largest_share"):
+            assert isinstance(methods[name][key], float), (name, key)
+        assert name in printed
+    for agent in ("small", "mid", "big"):
+        assert methods["oracle"]["pass_at_1"] >= methods[agent]["pass_at_1"]
+    # The known routing: small solves easy tasks, only big (or mid with a refined plan) hard ones.
+    assert methods["small"]["pass_at_1"] == 0.5 and methods["big"]["pass_at_1"] == 1.0
+    assert methods["oracle"]["pass_at_1"] == 1.0 and methods["oracle"]["largest_share"] == 0.5
+    assert methods["sale"]["n_orderings"] == 3 and methods["sale"]["n_tasks"] == 4
+    assert methods["sale"]["pass_at_1"] == 1.0
+    assert methods["sale"]["largest_share"] < 0.5  # refined mid bids took hard tasks from big
+    assert methods["sale-no-memory"]["pass_at_1"] == 1.0 and methods["sale-no-memory"]["largest_share"] == 0.5
+
+    # Original rounds were computed once per task and shared by every ordering and variant.
+    assert responder.calls["bid"] == 3 * 8
+    # Matrix: each agent ran each task once on its original plan; refined plans ran once each.
+    refined_runs = [e for e in responder.executions if e[2]]
+    assert len(responder.executions) - len(refined_runs) == 3 * 8
+    assert len({(m, t) for m, t, _ in refined_runs}) == len(refined_runs) >= 1
+    ex = extra["reused"]["executions"]["sale"]
+    assert ex["fresh"] + ex["from_earlier_refined_execution"] >= 1 and ex["from_matrix"] >= 1
+    assert sum(ex.values()) == 3 * 4
+    assert extra["splits"]["train"] == 4 and extra["splits"]["test"] == 4
+    assert set(extra["weights"]["fitted"]["w_jury"]) == {"small", "mid", "big"}
+    assert (out / "weights.json").is_file()
+    assert len(extra["winners"]) == 3 and all(len(w) == 4 for w in extra["winners"])
+
+    # SALE's costs include its auction: every result pays for bids and jury.
+    rows = [json.loads(l) for l in (out / "results.jsonl").read_text().splitlines()]
+    sale_rows = [r for r in rows if r["method"] == "sale"]
+    assert len(sale_rows) == 12
+    for r in sale_rows:
+        assert 0 < r["overhead_tokens"] < r["tokens"] and r["largest_tokens"] <= r["tokens"]
+    overhead = extra["auction_overhead"]["sale"]
+    assert overhead["bid"]["calls_per_task"] == 3 and overhead["jury"]["calls_per_task"] >= 3
+    assert overhead["refine"]["calls_per_task"] > 0
+    assert extra["auction_overhead"]["sale-no-memory"]["refine"]["calls_per_task"] == 0
+
+    page = (out / "report.html").read_text()
+    for name in methods:
+        assert f"<td>{name}</td>" in page
+    assert (out / "cost_quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "smallest_wins.png").is_file()
+
+    # A rerun of the same folder makes no LLM request and writes the same summary.
+    before = sum(responder.calls.values())
+    text = (out / "summary.json").read_text()
+    assert bench(args_for(files, out, "--orderings", "3")) == 0
+    assert sum(responder.calls.values()) == before
+    assert (out / "summary.json").read_text() == text
+
+    # One more ordering reuses the cached rounds and matrix: only refinement calls and
+    # executions of refined plans are new.
+    executions = len(responder.executions)
+    assert bench(args_for(files, out, "--orderings", "4")) == 0
+    assert responder.calls["bid"] == 3 * 8
+    assert all(e[2] for e in responder.executions[executions:])
+    assert json.loads((out / "summary.json").read_text())["methods"]["sale"]["n_orderings"] == 4
+
+    # The folder belongs to its configuration: another seed (so another split) is refused.
+    with pytest.raises(ConfigError, match="seed"):
+        ap = argparse.ArgumentParser()
+        add_arguments(ap)
+        run_from_args(ap.parse_args(args_for(files, out, "--seed", "7")))
+
+
+async def test_interrupted_bench_resumes_without_repeating_calls(scripted, responder, tmp_path):
+    tasks = make_tasks()
+    train, test = split(tasks, test_fraction=0.5, seed=0)
+    envs = build_environments(tasks)
+    cfg = parse_pool(yaml.safe_load(scripted_pool_yaml(scripted.base_url, AGENTS, max_retries=0)))
+    out = tmp_path / "bench"
+    loop = asyncio.get_running_loop()
+    async with Pool(cfg, ledger=Ledger()) as pool:
+        quiet = dict(orderings=2, progress=False, say=lambda m: None)
+        job = asyncio.ensure_future(run_bench(pool, train, test, out, envs, **quiet))
+        responder.on_execute = lambda n: n == 10 and loop.call_soon_threadsafe(job.cancel)
+        with pytest.raises(asyncio.CancelledError):
+            await job
+        responder.on_execute = None
+        assert not (out / "summary.json").exists()
+        done = len(responder.executions)
+        # An endpoint that fails is not taken for the agent failing: nothing is recorded.
+        responder.fail_executions = 2
+        with pytest.raises(EndpointFailure, match="rerun to retry"):
+            await run_bench(pool, train, test, out, envs, **quiet)
+        summary = await run_bench(pool, train, test, out, envs, **quiet)
+    assert summary["methods"]["sale"]["n_orderings"] == 2
+    assert summary["methods"]["big"]["pass_at_1"] == 1.0 and summary["methods"]["oracle"]["pass_at_1"] == 1.0
+    assert responder.calls["bid"] == 3 * 8
+    original = [e for e in responder.executions if not e[2]]
+    # The one execution in flight when the bench was stopped may run again; nothing else does.
+    assert done == 10 and 3 * 8 <= len(original) <= 3 * 8 + 1
+    cells = list(MatrixStore.load(out / "matrix.jsonl").cells())
+    assert len(cells) == 3 * 8 and not any(c.reason.startswith("llm_error") for c in cells)
+
+
+def test_ablations_and_jury_comparison(files, responder, tmp_path):
+    out = tmp_path / "bench"
+    assert bench(args_for(files, out, "--orderings", "1", "--ablations", "--compare-jury")) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    methods, extra = summary["methods"], summary["extra"]
+    for variant in CORE_VARIANTS + ABLATION_VARIANTS:
+        assert variant.name in methods
+    modes = extra["jury_modes"]["modes"]
+    assert modes["batched"]["jury_calls_per_task"] == 3 and modes["per_bid"]["jury_calls_per_task"] == 9
+    assert modes["per_bid"]["jury_tokens_per_task"] > modes["batched"]["jury_tokens_per_task"]
+    assert extra["jury_modes"]["same_provisional_winner"] == 1.0  # the scores agree by construction
+    # The jury-free variant makes no jury calls; self/peer review score with their own.
+    assert extra["auction_overhead"]["sale-no-jury"]["jury"]["calls_per_task"] == 0
+    assert "sale-self-review" in extra["reused"]["variant_rounds"]
+    # Every variant's stream shares the original bids: 3 bids per task, nothing more.
+    assert responder.calls["bid"] == 3 * 8
