@@ -194,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="sale-demo", help="output folder (default: ./sale-demo; a rerun resumes it)")
     d.add_argument("--no-pull", dest="pull", action="store_false", help="do not fetch missing models")
     d.set_defaults(func=cmd_demo)
+
+    from sale.evaluation import bench
+
+    b = sub.add_parser("bench", help="evaluate SALE, its ablations and the baselines on a workload")
+    bench.add_arguments(b)
+    b.set_defaults(func=bench.run_from_args)
     return ap
 
 
