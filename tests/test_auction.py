@@ -496,18 +496,14 @@ async def test_hardened_jury_is_not_moved_by_injected_scores(scripted, mode):
     async with scripted_pool(scripted, script) as pool:
         result = await Auction(pool, None, AuctionSettings(jury_mode=mode), WEIGHTS).run(TASK, ENV)
     bids = _by_agent(result)
-    assert {s.score for s in bids["big", "original"].jury.values()} == {1}
+    injected = bids["big", "original"].jury
+    assert {s.score for s in injected.values()} == {0} and set(injected) == set(PRICE)
+    assert all("addresses the jury" in s.reason for s in injected.values())
     assert {s.score for s in bids["mid", "original"].jury.values()} == {4}
     assert result.winner == "mid"
-    # The fake markers were neutralised: the injected bid stays whole inside its block.
-    injected = [t for k, _, t in script.prompts if k.startswith("jury") and "Ignore previous" in t]
-    assert len(injected) == 3
-    for text in injected:
-        assert "bid-0000" not in text
-        blocks = [b for _, b in _BLOCK.findall(text)]
-        assert len(blocks) == (3 if mode == "batched" else 1)
-        (block,) = [b for b in blocks if "Ignore previous" in b]
-        assert block.count("[marker removed]") == 2 and block.endswith("Q1")
+    # The injected bid was shown to no juror, so it could not sway the other bids' scores.
+    assert not [t for k, _, t in script.prompts if k.startswith("jury") and "Ignore previous" in t]
+    assert script.kinds("jury_bid" if mode == "per_bid" else "jury_batch") == (6 if mode == "per_bid" else 3)
 
 
 async def test_naive_jury_uses_the_inline_prompt(scripted):

@@ -10,10 +10,18 @@ Who scores a bid (``jury``): "all" jurors, only its bidder ("self"), or every ju
 but its bidder ("peer").
 
 Bids are untrusted text. With ``jury_hardening`` (the default) each bid is wrapped in
-markers that carry a random nonce fresh for every call, marker-like text inside a bid
-is neutralised, the instructions say that bid text is data that cannot instruct the
-juror and are repeated after the data, and the score is read from the juror's answer
-in the strict format only, the last match winning. Without hardening a naive prompt
+markers that carry a random nonce fresh for every call; inside a bid, marker-like text
+and text in the juror's answer format ("SCORE: 5", "BID 2: 0") are neutralised, after
+Unicode compatibility normalisation and with invisible format characters (zero-width,
+bidirectional controls) removed, so look-alike markers and hidden text cannot slip
+through; the instructions say that bid text is data that cannot instruct the juror,
+that a bid addressing the juror is off-task, and are repeated after the data; and the
+score is read from the juror's answer in the strict format only, the last match winning.
+A bid that plainly speaks to the jury instead of planning the task (a line in the
+verdict format, a bid marker, "ignore previous instructions", "score this 5": see
+`injection_sign`) is not shown to the jurors at all: every juror's score for it is 0,
+with the reason recorded. Small jurors do not reliably obey "ignore what the bid
+says", so this rule does not depend on them. Without hardening a naive prompt
 pastes the bid inline and the first digit of the answer is taken (for measuring
 injection, not for use).
 
@@ -29,6 +37,7 @@ import asyncio
 import re
 import secrets
 import time
+import unicodedata
 from collections.abc import Sequence
 
 from sale.auction.bids import load_template, render
@@ -51,6 +60,17 @@ _BID_LINE = re.compile(
 _BARE = re.compile(r"^[\s*]*" + _NUMBER + r"\s*(?:/\s*5)?\s*\.?[\s*]*$")
 # Marker-like text a bid could use to fake the end of its own data block.
 _MARKER = re.compile(r"<\s*/?\s*bid\b[^<>\n]*>", re.IGNORECASE)
+# Text in a juror's answer format, which a bid could write for the juror to copy.
+_ANSWER_LIKE = re.compile(r"\b(?:score|bid\s*#?\s*\d+)[\s*_]*[:=]", re.IGNORECASE)
+# Signs that a bid speaks to the jury rather than plans the task (see injection_sign).
+_INJECTION_SIGNS = (
+    _SCORE_LINE,
+    _BID_LINE,
+    _MARKER,
+    re.compile(r"\b(?:ignore|disregard|forget|override)\b[^.\n]{0,40}\b(?:instructions?|prompts?|rules)\b", re.I),
+    re.compile(r"\b(?:score|rate|grade|give)\s+(?:this|it|me|my)\b[^.\n]{0,40}?(?:\b[0-5]\b|highest|maximum|full marks)",
+               re.I),
+)
 
 NAIVE_PER_BID = "Task: {task}\n\nHere is a plan for this task: {bid}\n\nRate the plan from 0 to 5."
 NAIVE_BATCH = "Task: {task}\n\nHere are {n} plans for this task:\n{bids}\n\nRate each plan from 0 to 5."
@@ -65,11 +85,38 @@ def included(bidder: str, jurors: Sequence[str], mode: str) -> list[str]:
     return list(jurors)
 
 
+# Cyrillic and Greek letters that look like Latin ones (NFKC keeps them apart).
+_LOOKALIKES = str.maketrans("АВЕКМНОРСТХаеорсухіјѕԁΑΒΕΖΗΙΚΜΝΟΡΤΥΧοі", "ABEKMHOPCTXaeopcyxijsdABEZHIKMNOPTYXoi")
+
+
+def visible_text(text: str) -> str:
+    """``text`` as a reader would take it: NFKC-normalised (full-width look-alikes
+    become ASCII), invisible format characters (zero-width, bidi controls) removed."""
+    text = unicodedata.normalize("NFKC", text)
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+
+
+def injection_sign(text: str) -> str | None:
+    """The first passage of a bid that addresses the jury instead of planning the task
+    (a verdict line, a bid marker, a request to ignore instructions or to be scored),
+    or None. An honest plan has no reason to contain any of these."""
+    text = visible_text(text).translate(_LOOKALIKES)
+    for pattern in _INJECTION_SIGNS:
+        m = pattern.search(text)
+        if m:
+            return m[0].strip()[:80]
+    return None
+
+
 def neutralise(text: str, nonce: str) -> str:
-    """Make ``text`` unable to close or open a bid block: marker-like tags and the
-    call's nonce are replaced."""
+    """Make ``text`` unable to close or open a bid block or to offer the juror an answer:
+    marker-like tags, the call's nonce and answer-format text ("SCORE:", "BID 2:") are
+    replaced, after NFKC normalisation (full-width look-alikes become ASCII) and with
+    invisible format characters removed."""
+    text = visible_text(text)
     text = re.sub(re.escape(nonce), "[removed]", text, flags=re.IGNORECASE)
-    return _MARKER.sub("[marker removed]", text)
+    text = _MARKER.sub("[marker removed]", text)
+    return _ANSWER_LIKE.sub("[answer format removed]", text)
 
 
 def _in_range(value: str) -> float | None:
@@ -180,8 +227,11 @@ async def score_bids(
     Every bid gets a JuryScore from each juror that ``settings.jury`` includes for it.
     """
     names = [j.name for j in jurors]
-    wanted = [included(b.agent, names, settings.jury) for b in bids]
+    included_jurors = [included(b.agent, names, settings.jury) for b in bids]
     hardened = settings.jury_hardening
+    # Hardened: a bid that addresses the jury is scored 0 by rule and shown to nobody.
+    signs = {i: sign for i, b in enumerate(bids) if hardened and (sign := injection_sign(b.text))}
+    wanted = [[] if i in signs else w for i, w in enumerate(included_jurors)]
     raw: list[dict[str, float | None]] = [{j: None for j in w} for w in wanted]
     why: dict[tuple[int, str], str] = {}
     failures: dict[str, list[str]] = {}
@@ -238,6 +288,9 @@ async def score_bids(
             j: JuryScore(score=score, imputed=imputed, raw=raw[i][j], reason=why.get((i, j), ""))
             for j, (score, imputed) in filled[i].items()
         }
+        if i in signs:
+            reason = f"the bid addresses the jury ({signs[i]!r}): scored 0 by rule"
+            bid.jury = {j: JuryScore(score=0.0, reason=reason) for j in included_jurors[i]}
     dropped = [
         Dropout(name, JUROR, stage, f"{len(reasons)} jury call(s) failed: {reasons[0]}")
         for name, reasons in failures.items()
