@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,6 @@ import pytest
 
 from sale.cli import main as cli
 from sale.jsonl import read_jsonl
-from sale.llm.models import cache_dir
 from sale.testing.scripted import Reply, prompt_text, scripted_pool_yaml
 
 RESULT_FIELDS = {"task_id", "tier", "tier_name", "winner", "passed", "dollars", "tokens", "wall_s",

@@ -21,7 +21,6 @@ says so under ``budget``. A resumed run counts what its ledger recorded before.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 import time

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import lru_cache
 from importlib.resources import files
 
@@ -65,19 +65,17 @@ def bid_from_completion(agent: Agent, kind: str, text: str, c: Completion, token
     )  # fmt: skip
 
 
-async def collect_bids(
-    agents: Sequence[Agent], task_text: str, env_desc: str, settings: AuctionSettings
-) -> tuple[list[ScoredBid], list[Dropout], PhaseStats]:
-    """Ask every agent for a bid concurrently; returns bids (pool order), drop-outs, stats."""
-    messages = bid_messages(task_text, env_desc, settings)
+async def ask_all(
+    agents: Sequence[Agent], call: Callable[[Agent], Awaitable[Completion]]
+) -> tuple[list[Completion | LLMError], PhaseStats]:
+    """Make ``call`` for every agent concurrently; a failed call yields its LLMError.
+
+    The returned stats hold the phase's wall time; the caller adds each answer to them.
+    """
 
     async def one(agent: Agent) -> Completion | LLMError:
         try:
-            return await agent.chat(
-                messages, phase="bid", max_tokens=settings.bid_max_tokens,
-                temperature=settings.bid_temperature, top_logprobs=settings.top_logprobs,
-                timeout_s=settings.call_timeout_s,
-            )  # fmt: skip
+            return await call(agent)
         except LLMError as exc:
             return exc
 
@@ -85,6 +83,20 @@ async def collect_bids(
     started = time.perf_counter()
     answers = await asyncio.gather(*(one(a) for a in agents))
     stats.wall_s = time.perf_counter() - started
+    return list(answers), stats
+
+
+async def collect_bids(
+    agents: Sequence[Agent], task_text: str, env_desc: str, settings: AuctionSettings
+) -> tuple[list[ScoredBid], list[Dropout], PhaseStats]:
+    """Ask every agent for a bid concurrently; returns bids (pool order), drop-outs, stats."""
+    messages = bid_messages(task_text, env_desc, settings)
+
+    answers, stats = await ask_all(agents, lambda agent: agent.chat(
+        messages, phase="bid", max_tokens=settings.bid_max_tokens,
+        temperature=settings.bid_temperature, top_logprobs=settings.top_logprobs,
+        timeout_s=settings.call_timeout_s,
+    ))  # fmt: skip
     bids: list[ScoredBid] = []
     dropped: list[Dropout] = []
     for agent, answer in zip(agents, answers):

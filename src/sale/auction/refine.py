@@ -10,12 +10,10 @@ entropy are measured on the tokens that spell it.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from collections.abc import Mapping, Sequence
 
-from sale.auction.bids import bid_from_completion, clean_strategy, load_template, render, words_for
+from sale.auction.bids import ask_all, bid_from_completion, clean_strategy, load_template, render, words_for
 from sale.auction.entropy import token_span
 from sale.auction.record import REFINED, REFINER, Dropout, PhaseStats, ScoredBid
 from sale.auction.settings import AuctionSettings
@@ -111,21 +109,12 @@ async def refine_bids(
     """Each agent with at least one pair writes a refined bid, concurrently."""
     askers = [a for a in agents if pairs.get(a.name)]
 
-    async def one(agent: Agent) -> Completion | LLMError:
-        try:
-            return await agent.chat(
-                refine_messages(task_text, env_desc, pairs[agent.name], agent.name, settings),
-                phase="refine", max_tokens=settings.refine_max_tokens,
-                temperature=settings.bid_temperature, top_logprobs=settings.top_logprobs,
-                timeout_s=settings.call_timeout_s,
-            )  # fmt: skip
-        except LLMError as exc:
-            return exc
-
-    stats = PhaseStats()
-    started = time.perf_counter()
-    answers = await asyncio.gather(*(one(a) for a in askers))
-    stats.wall_s = time.perf_counter() - started
+    answers, stats = await ask_all(askers, lambda agent: agent.chat(
+        refine_messages(task_text, env_desc, pairs[agent.name], agent.name, settings),
+        phase="refine", max_tokens=settings.refine_max_tokens,
+        temperature=settings.bid_temperature, top_logprobs=settings.top_logprobs,
+        timeout_s=settings.call_timeout_s,
+    ))  # fmt: skip
     bids: list[ScoredBid] = []
     dropped: list[Dropout] = []
     for agent, answer in zip(askers, answers):

@@ -178,11 +178,10 @@ MINILM_FOLDER = "all-minilm-l6-v2"
 
 
 def model_cache_dir() -> Path:
-    """Where unpacked models live: $SALE_MODELS, else $XDG_CACHE_HOME/sale/models."""
-    if os.environ.get("SALE_MODELS"):
-        return Path(os.environ["SALE_MODELS"])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "sale" / "models"
+    """Where unpacked models live: the local model cache (see `sale.llm.models.cache_dir`)."""
+    from sale.llm.models import cache_dir
+
+    return cache_dir()
 
 
 def _is_model_folder(path: Path) -> bool:
