@@ -39,6 +39,11 @@ AT_FDCWD, AT_RECURSIVE = -100, 0x8000
 MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID = 0x1, 0x2
 SETUP_FAILED = 125  # exit status when a planned isolation step cannot be taken
 SCRATCH_DIRS = ("/var/tmp", "/dev/shm")  # world-writable places besides /tmp
+SCRATCH_INODES = 16384  # files and directories each scratch tmpfs may hold
+# Where host services keep their Unix sockets. A network namespace does not stop a
+# connection to a socket file (a world-writable one, like PostgreSQL's, takes anyone),
+# so these are covered by an empty read-only tmpfs.
+RUNTIME_DIRS = ("/run",)
 
 
 class _Libc:
@@ -104,6 +109,42 @@ def _mount_points() -> set[str]:
         points = {line.split(" ")[4] for line in handle}
     # mountinfo escapes space, tab, newline and backslash as octal (\040 ...)
     return {p.encode().decode("unicode_escape") if "\\" in p else p for p in points}
+
+
+def _snapshot(root: str) -> list[tuple[str, bytes | None, int, int, int]]:
+    """The directories and files under ``root``, parents first, ``root`` itself first as
+    "": (relative path, content or None for a directory, mode, uid, gid)."""
+    st = os.stat(root)
+    entries: list[tuple[str, bytes | None, int, int, int]] = [("", None, st.st_mode & 0o7777, st.st_uid, st.st_gid)]
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            data = None
+            if name in filenames:
+                with open(path, "rb") as handle:
+                    data = handle.read()
+            entries.append((os.path.relpath(path, root), data, st.st_mode & 0o7777, st.st_uid, st.st_gid))
+    return entries
+
+
+def _restore(root: str, entries: list[tuple[str, bytes | None, int, int, int]]) -> None:
+    """Recreate `_snapshot` entries under ``root`` (a fresh, empty mount)."""
+    for rel, data, mode, uid, gid in entries:
+        path = os.path.join(root, rel) if rel else root
+        if data is None:
+            if rel:
+                os.mkdir(path, 0o700)
+        else:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+        os.chown(path, uid, gid)
+        os.chmod(path, mode)
 
 
 class Sandbox:
@@ -193,13 +234,26 @@ class Sandbox:
                             "mode=0755,size=4k")
 
     def _private_tmp(self) -> None:
-        """Fresh tmpfs on the scratch dirs; the run's work directory becomes /tmp."""
-        size = f"size={self.cfg['scratch_mb']}m"
+        """Fresh tmpfs on the scratch dirs; the run's work directory becomes /tmp.
+
+        The work directory itself is covered by a tmpfs of the same bounded size, with
+        the run's files copied in, so a program cannot fill the host's disk (or its
+        inode table) by writing many files, each under the file-size limit. The
+        runtime directories (host services' sockets) are covered by an empty tmpfs."""
+        size = f"size={self.cfg['scratch_mb']}m,nr_inodes={SCRATCH_INODES}"
         for path in SCRATCH_DIRS:
             if os.path.isdir(path):
                 self.libc.mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV,
                                 f"mode=1777,{size}")
-        self.libc.mount(self.cfg["workdir"], "/tmp", None, MS_BIND | MS_REC)
+        for path in RUNTIME_DIRS:
+            if os.path.isdir(path) and not os.path.islink(path):
+                self.libc.mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY,
+                                "mode=0755,size=4k,nr_inodes=16")
+        workdir = self.cfg["workdir"]
+        files = _snapshot(workdir)
+        self.libc.mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0700,{size}")
+        _restore(workdir, files)
+        self.libc.mount(workdir, "/tmp", None, MS_BIND | MS_REC)
 
     def _read_only(self) -> None:
         """Make every mount read-only (and nosuid), then reopen the scratch dirs and

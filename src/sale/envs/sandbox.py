@@ -13,6 +13,7 @@ allows it (detected once per process by a probe run, then required of every run)
   directory is mounted on /tmp (fresh tmpfs on /var/tmp and /dev/shm), and directories
   an unprivileged user cannot enter (such as /root, when the interpreter lives below
   it) are covered by an empty tmpfs with only the interpreter's own path bound back;
+  every scratch directory, /tmp included, is a tmpfs of bounded size and file count;
 - an unprivileged uid: as root, each run gets a uid of its own from a pool
   (`UID_BASE` + slot), so RLIMIT_NPROC bounds a fork bomb and root's files stay out of
   reach; without root, a user namespace stands in and the program runs as nobody in a
@@ -62,6 +63,7 @@ REASONS = {
     "cpu": "used up its CPU-time limit",
     "memory": "ran out of memory (address-space limit)",
     "file_size": "tried to write a file larger than the file-size limit",
+    "disk_full": "filled its scratch space (/tmp and the other scratch directories are size-limited)",
     "process_limit": "could not start another process (process-count limit)",
     "killed": "was killed by a signal",
 }
@@ -97,7 +99,8 @@ class Limits:
     - ``cpu_s``: CPU seconds per process (RLIMIT_CPU; SIGXCPU, then SIGKILL 1 s later).
     - ``memory_mb``: address space per process (RLIMIT_AS); numpy and pandas reserve
       a few hundred MB of address space on import, so keep at least 512.
-    - ``file_mb``: largest file the program may write (RLIMIT_FSIZE).
+    - ``file_mb``: largest file the program may write (RLIMIT_FSIZE); each scratch
+      directory (/tmp, /var/tmp, /dev/shm) holds at most ``4 * file_mb`` (16 MB or more).
     - ``nproc``: processes and threads of the sandbox's uid (RLIMIT_NPROC).
     - ``output_chars``: characters kept of stdout and of stderr each; the middle of
       longer output is replaced by a marker that says how much was cut.
@@ -598,11 +601,13 @@ def _reason(exit_code: int, killed_by: str | None, timed_out: bool,
     if exit_code == 0:
         return "ok"
     last = stderr[-2000:]
-    if "MemoryError" in last:
+    if "MemoryError" in last or "Cannot allocate memory" in last:
         return "memory"
     if "File too large" in last:
         return "file_size"
-    if "Resource temporarily unavailable" in last and "fork" in last.lower():
+    if "No space left on device" in last:
+        return "disk_full"
+    if ("Resource temporarily unavailable" in last and "fork" in last.lower()) or "can't start new thread" in last:
         return "process_limit"
     return "killed" if killed_by else "error"
 
