@@ -45,7 +45,7 @@ def capped(text: str, request: dict) -> str:
 def honest(request: dict) -> Reply:
     """Bids, jury answers and executions for the search tasks of test_run, capped."""
     text = prompt_text(request)
-    if text.startswith("You are a juror"):
+    if "You are a juror" in text:
         out = "\n".join(f"BID {k}: 4" for k in range(1, 4)) if "BID 1" in text else "SCORE: 4"
     elif "ANSWER:" in text:
         out = "It is in Paris.\nANSWER: Paris"

@@ -42,11 +42,11 @@ def kind_of(request: dict) -> str:
     text = prompt_text(request)
     if request["messages"][0].get("role") == "system":
         return "execute"
-    if text.startswith("You are a juror"):
+    if "You are a juror" in text:
         return "jury"
-    if text.startswith("You bid for tasks"):
+    if "You bid for tasks" in text:
         return "refine"
-    if text.startswith("You are one of several agents bidding"):
+    if "You are one of several agents bidding" in text:
         return "bid"
     raise AssertionError(f"unexpected request: {text[:80]!r}")
 
