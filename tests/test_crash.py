@@ -52,10 +52,10 @@ def deterministic(request: dict) -> Reply:
     if request["messages"][0].get("role") == "system":  # the executor
         city = "Paris" if model == "big" or n % 3 else "Rome"
         return Reply(f"It is in {city}.\nANSWER: {city}", delay=delay)
-    if text.startswith("You are a juror"):
+    if "You are a juror" in text:
         scores = [int(m[1]) if (m := re.search(r"Q(\d)", b)) else 0 for _, b in _BLOCK.findall(text)]
         return Reply("\n".join(f"BID {k}: {s}" for k, s in enumerate(scores, 1)), delay=delay)
-    if text.startswith("You bid for tasks"):
+    if "You bid for tasks" in text:
         q = 5 if n % 4 == 3 else 2
         return Reply(f"ANALYSIS: the winner named its tools.\nREFINED STRATEGY: search, open, answer. Q{q}", delay=delay)
     q = {("small", 0): 4, ("small", 1): 2, ("big", 0): 3, ("big", 1): 4}[model, n % 2]
