@@ -88,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Stream tasks through the auction and the winner's execution into --out."""
     from pathlib import Path
 
-    from sale.config import default_pool_path
+    from sale.config import default_pool_path, load_pool_config
     from sale.llm.ledger import Ledger
     from sale.llm.pool import Pool
     from sale.progress import Progress
@@ -96,13 +96,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sale.workloads.loaders import load_tasks
 
     pool_path = args.pool or default_pool_path()
+    pool_config = load_pool_config(pool_path)  # a bad pool file stops the run before anything is written
     tasks = [t for spec in args.tasks for t in load_tasks(spec, limit=args.limit)]
     out = Path(args.out)
     if args.pull:
         _pull_missing(pool_path)
 
     async def go() -> dict:
-        pool = Pool.from_file(pool_path, ledger=Ledger(out / "ledger.jsonl"))
+        pool = Pool(pool_config, ledger=Ledger(out / "ledger.jsonl"), source=str(pool_path))
         _say(f"{len(tasks)} tasks, pool {pool_path} ({', '.join(pool.names)}), writing {out}")
         async with pool:
             from sale.workloads.loaders import parse_spec

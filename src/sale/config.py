@@ -19,6 +19,7 @@ the field, the bad value and what is expected.
 
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,15 @@ def _value_at(data: Any, loc: tuple) -> Any:
     return data
 
 
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlong = 3, 80, 80, 40
+
+
+def _shown(value: Any) -> str:
+    """A bounded repr: a huge or deeply nested value (a YAML alias bomb) stays short."""
+    return _SHOWN.repr(value)
+
+
 def validation_message(source: str, exc: ValidationError, data: Any) -> str:
     """One readable message per error: file, field, bad value, what is expected."""
     lines = []
@@ -135,7 +145,7 @@ def validation_message(source: str, exc: ValidationError, data: Any) -> str:
         else:
             got = err.get("input", _value_at(data, loc))
             msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{source}: {where}: got {got!r}; expected: {msg}")
+            lines.append(f"{source}: {where}: got {_shown(got)}; expected: {msg}")
     return "\n".join(lines)
 
 
@@ -155,12 +165,16 @@ def load_pool_config(path: str | Path) -> PoolConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read pool file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start + 1})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
     return parse_pool(data, str(path))
 
 

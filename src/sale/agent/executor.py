@@ -94,10 +94,13 @@ class Limits:
     def from_mapping(cls, data: dict[str, Any], where: str = "execution") -> Limits:
         """Limits from a config section (e.g. a pool file's ``execution``); unknown keys are errors."""
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(str(k) for k in set(data) - known)
         if unknown:
             raise ConfigError(f"{where}: unknown limit(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**data)
+        try:
+            return cls(**data)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
 
 
 @dataclass

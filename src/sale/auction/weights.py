@@ -53,8 +53,12 @@ class FitError(SaleError):
 
 
 def _number(value: object, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{where} must be a finite number, got {value!r}")
+    try:
+        ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        ok = False
+    if not ok:
+        raise ConfigError(f"{where} must be a finite number, got {str(value)[:40]!r}")
     return float(value)
 
 
@@ -160,13 +164,17 @@ class Weights:
         """Read a weights file; a missing or malformed file raises ConfigError."""
         path = Path(path)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read weights file ({exc.strerror or exc})") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start + 1})") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+        except (ValueError, RecursionError) as exc:  # a huge number, deep nesting
+            raise ConfigError(f"{path}: not usable JSON ({exc})") from None
         return cls.from_dict(data, str(path))
 
 

@@ -145,6 +145,8 @@ def _read_jsonl(path: Path) -> Iterator[_Record]:
                     f"{path}, line {line_no}: not valid JSON ({exc.msg} at column"
                     f" {exc.colno})"
                 ) from None
+            except (ValueError, RecursionError) as exc:  # a huge number, deep nesting
+                raise TaskFileError(f"{path}, line {line_no}: not usable JSON ({exc})") from None
             if not isinstance(data, dict):
                 raise TaskFileError(
                     f"{path}, line {line_no}: expected a JSON object, got {_describe(data)}"
