@@ -13,7 +13,8 @@ allows it (detected once per process by a probe run, then required of every run)
   directory is mounted on /tmp (fresh tmpfs on /var/tmp and /dev/shm), and directories
   an unprivileged user cannot enter (such as /root, when the interpreter lives below
   it) are covered by an empty tmpfs with only the interpreter's own path bound back;
-  every scratch directory, /tmp included, is a tmpfs of bounded size and file count;
+  every scratch directory, /tmp included, is a tmpfs of bounded size and file count,
+  and /run, where host services keep their Unix sockets, is hidden;
 - an unprivileged uid: as root, each run gets a uid of its own from a pool
   (`UID_BASE` + slot), so RLIMIT_NPROC bounds a fork bomb and root's files stay out of
   reach; without root, a user namespace stands in and the program runs as nobody in a
