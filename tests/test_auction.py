@@ -57,13 +57,13 @@ def quality(text: str) -> int:
 
 
 def request_kind(text: str) -> str:
-    if text.startswith("You are a juror"):
+    if "You are a juror" in text:
         return "jury_bid" if "SCORE: <a whole number" in text else "jury_batch"
-    if text.startswith("You bid for tasks"):
+    if "You bid for tasks" in text:
         return "refine"
-    if text.startswith("You are one of several agents bidding"):
+    if "You are one of several agents bidding" in text:
         return "bid"
-    if text.startswith("Task:"):
+    if "Task:" in text:
         return "naive_bid" if "Rate the plan" in text else "naive_batch"
     raise AssertionError(f"unexpected request: {text[:80]!r}")
 

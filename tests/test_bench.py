@@ -65,13 +65,13 @@ def make_tasks() -> list[Task]:
 
 
 def request_kind(text: str) -> str:
-    if text.startswith("You are a juror"):
+    if "You are a juror" in text:
         return "jury"
-    if text.startswith("You bid for tasks"):
+    if "You bid for tasks" in text:
         return "refine"
-    if text.startswith("You are one of several agents bidding"):
+    if "You are one of several agents bidding" in text:
         return "bid"
-    if text.startswith("You solve one task by using tools"):
+    if "You solve one task by using tools" in text:
         return "execute"
     raise AssertionError(f"unexpected request: {text[:80]!r}")
 

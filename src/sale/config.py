@@ -87,6 +87,8 @@ class BudgetConfig(_Strict):
 
 class PoolConfig(_Strict):
     agents: list[AgentConfig] = Field(min_length=1)
+    # Calls in flight across all local (llama.cpp) agents, which share this machine.
+    local_calls: int = Field(default=1, gt=0, le=64)
     # Sections read by later stages; each stage validates its own section.
     auction: dict[str, Any] = Field(default_factory=dict)
     execution: dict[str, Any] = Field(default_factory=dict)

@@ -113,7 +113,7 @@ def _serve(args: argparse.Namespace) -> None:
     params.cpuparams.n_threads = args.threads
     params.cpuparams_batch.n_threads = args.threads
     params.warmup = False
-    server = xllamacpp.Server(params)
+    server = xllamacpp.Server(params)  # noqa: F841 - serves until the process exits
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -122,7 +122,9 @@ def _serve(args: argparse.Namespace) -> None:
     while not stop.wait(0.5):
         if os.getppid() != parent:
             break
-    del server
+    # Exit at once: a graceful shutdown would first finish the requests still queued,
+    # which nobody is waiting for any more.
+    os._exit(0)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,6 +11,7 @@ from a pool file, starts the llama.cpp servers of its local agents and stops the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 from typing import Any, Iterator
@@ -33,6 +34,7 @@ class Agent:
         self.ledger = ledger
         self.budget = budget if budget is not None else Budget()
         self.server: LlamaServer | None = None
+        self.gate: asyncio.Semaphore | None = None  # shared by the local agents of a pool
 
     @property
     def unit_price(self) -> float:
@@ -65,16 +67,17 @@ class Agent:
         max_tokens = max_tokens or gen.max_tokens
         hold = self.budget.reserve(self.name, worst_case_dollars(self.price, messages, tools, max_tokens))
         try:
-            c = await self.client.chat(
-                messages,
-                max_tokens=max_tokens,
-                temperature=gen.temperature if temperature is None else temperature,
-                top_logprobs=top_logprobs,
-                tools=tools,
-                stop=stop,
-                seed=gen.seed,
-                timeout_s=timeout_s,
-            )
+            async with self.gate or contextlib.nullcontext():
+                c = await self.client.chat(
+                    messages,
+                    max_tokens=max_tokens,
+                    temperature=gen.temperature if temperature is None else temperature,
+                    top_logprobs=top_logprobs,
+                    tools=tools,
+                    stop=stop,
+                    seed=gen.seed,
+                    timeout_s=timeout_s,
+                )
         except LLMError as exc:
             hold.release()
             self.ledger.record(LedgerEntry(self.name, phase, 0, 0, 0.0, 0.0, ok=False, error=exc.reason[:300]))
@@ -149,6 +152,11 @@ class Pool:
         except Exception:
             await self.stop()
             raise
+        # Local servers share this machine's cores, and llama.cpp's threads spin while
+        # they wait: calls made one at a time finish sooner than calls side by side.
+        gate = asyncio.Semaphore(self.config.local_calls) if local else None
+        for a in local:
+            a.gate = gate
         for a in self.agents:
             cfg = a.config
             if cfg.is_local:
