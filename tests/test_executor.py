@@ -122,7 +122,7 @@ async def test_search_open_answer_passes_and_writes_trajectory(scripted, pool, s
     reqs = scripted.requests_for("small")
     assert reqs[0]["stop"] == ["```\n"] and reqs[0]["max_tokens"] == 512
     opening = "\n".join(m["content"] for m in reqs[0]["messages"])
-    assert f"Your plan: {PLAN}" in opening and SEARCH_TASK.prompt in opening and "search: <query>" in opening
+    assert f"Your plan: {PLAN}" in opening and SEARCH_TASK.prompt in opening and "search(<query>)" in opening
     assert "short phrase" in opening  # the environment's answer instructions
     second = messages(scripted, 1)
     assert second[-2] == {"role": "assistant", "content": block("search", "Eiffel Tower designer", "I will search for the tower.")}
@@ -334,6 +334,26 @@ def test_answers_in_every_form():
     code = parse_text_action("Done.\nANSWER:\n\n```python\ndef f():\n    return 1\n```\ntrailing", _tools())
     assert code.kind == "answer" and code.answer == "def f():\n    return 1"
     assert parse_text_action("```answer\nblue\n```", _tools()).answer == "blue"
+    assert parse_text_action('answer("Ada Quell")', _tools()).answer == "Ada Quell"
+
+
+def test_one_line_tool_calls():
+    search = SearchEnvironment(SearchIndex.build(DOCS)).tools(SEARCH_TASK)
+    cases = {
+        "SEARCH: Halloway Bridge\nOPEN: x\nANSWER: 1965": {"query": "Halloway Bridge"},  # first wins
+        "**Search:** Halloway": {"query": "Halloway"},
+        'search("Halloway Bridge", k=3)': {"query": "Halloway Bridge", "k": 3},
+        "search(Halloway Bridge, k=5)": {"k": 5, "query": "Halloway Bridge"},  # unquoted, as models write
+        "search(query=Quillmere, England)": {"query": "Quillmere, England"},
+    }
+    for text, arguments in cases.items():
+        action = parse_text_action(text, search)
+        assert (action.tool, action.arguments) == ("search", arguments), text
+    assert parse_text_action("- open: d3", search).arguments == {"id": "d3"}
+    with pytest.raises(MalformedAction, match="at most 2"):
+        parse_text_action("search(1, 2, 3)", search)
+    with pytest.raises(MalformedAction):  # a tool name inside a sentence is not an action
+        parse_text_action("I will search: for it later", search)
 
 
 def test_malformed_blocks_are_explained():

@@ -2,17 +2,22 @@
 
 Two action formats, for any `Environment`'s tools:
 
-- ``"text"`` (the default, easy for small models): a fenced block whose info string
-  names a tool, its body being the tool's input::
+- ``"text"`` (the default, easy for small models). The first action in a reply counts;
+  the rest is ignored. A tool call is any of::
 
-      ```search
-      Eiffel Tower architect
+      search(Eiffel Tower engineer)          a call, as environments describe tools
+      search("Eiffel Tower", k=3)            Python literals and keywords also work
+      search: Eiffel Tower engineer          a line naming the tool
+      ```search                              a fenced block whose info string names
+      Eiffel Tower engineer                  the tool
       ```
 
-  The body goes to the tool's one required argument; a tool with several arguments
-  takes ``key: value`` lines or a JSON object. A tool with a required ``code`` argument
-  also answers to ```` ```python ````. The final answer is an ```` ```answer ```` block
-  or a line ``ANSWER: ...``. Only the first action in a reply counts.
+  A call's text, a line's text or a block's body goes to the tool's one required
+  argument; a tool with several arguments takes ``key: value`` lines or a JSON object
+  in a block. A tool with a required ``code`` argument also answers to ```python.
+  The final answer is a line ``ANSWER: ...`` (for code: the line ``ANSWER:`` and a
+  fenced block below it), ``answer(...)`` or an ```answer block. `PROMPT_STYLE`
+  chooses which form prompts show.
 - ``"tools"``: the endpoint's native tool calls (OpenAI JSON schema from each
   `Tool.parameters`) plus a ``submit`` tool taking ``answer``.
 
@@ -38,6 +43,11 @@ ANSWER_LABELS = ("answer", "submit", "final", "final_answer")
 SUBMIT_TOOL = "submit"
 #: Extra names of a tool that takes ``code`` (a model writes ```python by habit).
 CODE_ALIASES = ("python", "py", "python3")
+#: How prompts and corrections show a tool that takes one short string (not code):
+#: "calls" (``search(<query>)``, the notation environments use to describe their tools),
+#: "lines" (``search: <query>``) or "blocks" (a fenced block). Code and several-argument
+#: tools are always shown as blocks. Every form is always parsed.
+PROMPT_STYLE = "calls"
 #: Stop sequence for the text format: generation ends at the first closing fence
 #: (an opening fence carries an info string, so it does not match).
 TEXT_STOP = ["```\n"]
@@ -45,6 +55,7 @@ TEXT_STOP = ["```\n"]
 _FENCE_OPEN = re.compile(r"^\s*(`{3,})[ \t]*([A-Za-z_][\w.\-]*)?:?[ \t]*(.*?)\s*$")
 _FENCE_CLOSE = re.compile(r"^\s*`{3,}\s*$")
 _LINE_CALL = re.compile(r"^[\s*\-`>]*([A-Za-z_][\w\-]*)(?:[*\s]*:(.*)|\s*\((.*)\)`?)\s*$")
+_ANSWER_CALL = re.compile(r"^[\s*\-`>]*(?:answer|submit|final_answer)\((.*)\)`?\s*$", re.IGNORECASE)
 _ANSWER_LINE = re.compile(r"^\W*(?:final\s+)?answer\W*?:\s*(.*)$", re.IGNORECASE)
 
 
@@ -108,18 +119,38 @@ def _single_text_param(tool: Tool) -> str | None:
     return None
 
 
-def describe_text_tools(tools: list[Tool], *, lines: bool = True) -> str:
-    """The tool list of the text format's prompt: how to call each tool, and what it does.
+def _style(style: str | None) -> str:
+    style = style or PROMPT_STYLE
+    if style not in ("calls", "lines", "blocks"):
+        raise ValueError(f"prompt style must be calls, lines or blocks, got {style!r}")
+    return style
 
-    With ``lines``, a tool that takes one short string (not code) is shown as a line
-    ``name: <argument>``; the others as fenced blocks. Both forms are always accepted.
-    """
+
+def short_form(tool: Tool, style: str | None = None) -> str:
+    """How prompts and corrections name a tool's action: search(...), 'search: ...' or ```python."""
+    style, single = _style(style), _single_text_param(tool)
+    if single and single != "code" and style != "blocks":
+        return f"{tool.name}(...)" if style == "calls" else f"'{tool.name}: ...'"
+    return f"```{block_label(tool)}"
+
+
+def answer_form(style: str | None = None) -> str:
+    """How the prompt shows the final answer."""
+    if _style(style) == "blocks":
+        return "```answer\n<your final answer>\n```\nFor an answer that is code, put the code in the answer block."
+    return ("ANSWER: <your final answer>\n"
+            "For an answer that is code, write the line ANSWER: and put the code block right below it.")
+
+
+def describe_text_tools(tools: list[Tool], style: str | None = None) -> str:
+    """The tool list of the text format's prompt: how to call each tool, and what it does."""
+    style = _style(style)
     parts = []
     for tool in tools:
         single = _single_text_param(tool)
         label = block_label(tool)
-        if lines and single and single != "code":
-            usage = f"{tool.name}: <{single}>"
+        if single and single != "code" and style != "blocks":
+            usage = f"{tool.name}(<{single}>)" if style == "calls" else f"{tool.name}: <{single}>"
         elif single:
             usage = f"```{label}\n<{single}>\n```"
         else:
@@ -226,8 +257,8 @@ def block_arguments(tool: Tool, body: str) -> dict[str, Any]:
 
 
 def _format_help(tools: list[Tool]) -> str:
-    forms = [f"```{block_label(t)}" if _single_text_param(t) in (None, "code") else f"'{t.name}: ...'" for t in tools]
-    return "Reply with exactly one action: " + ", ".join([*forms, "or 'ANSWER: <your final answer>'."])
+    answer = "```answer" if _style(None) == "blocks" else "'ANSWER: <your final answer>'"
+    return "Reply with exactly one action: " + ", ".join([*(short_form(t) for t in tools), f"or {answer}."])
 
 
 def _block(lines: list[str], start: int) -> tuple[str, str, int, bool] | None:
@@ -262,10 +293,11 @@ def _line_call(line: str, tools: dict[str, Tool]) -> tuple[Tool, dict[str, Any]]
     inside = match.group(3).strip()
     try:
         call = ast.parse(f"f({inside})", mode="eval").body
-        assert isinstance(call, ast.Call)
+        if not isinstance(call, ast.Call):  # e.g. "a) or (b"
+            raise ValueError(inside)
         positional = [ast.literal_eval(a) for a in call.args]
         named = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg}
-    except (SyntaxError, ValueError, AssertionError):  # not Python literals: plain text
+    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):  # plain text, not literals
         return (tool, _loose_call(tool, inside)) if inside else None
     order = list(tool.parameters.get("properties", {}))
     if len(positional) > len(order):
@@ -299,9 +331,9 @@ def parse_text_action(text: str, tools: list[Tool]) -> Action:
 
     Scans line by line. The first of these wins: a fenced block labelled with a tool
     name or alias (a tool call), a block labelled ``answer`` (the answer), a line
-    ``ANSWER: x`` outside blocks (the answer is x; when x is empty, the body of the
-    block right after it, whatever its label, or else the rest of the reply), a line
-    ``<tool>: input`` or ``<tool>(arguments)`` naming a tool (a tool call). Blocks
+    ``ANSWER: x`` or ``answer(x)`` outside blocks (the answer is x; when x is empty,
+    the body of the block right after it, whatever its label, or else the rest of the
+    reply), a line ``<tool>: input`` or ``<tool>(arguments)`` (a tool call). Blocks
     with other labels are skipped. A block left open at the end of the reply (a stop
     sequence cut its closing fence) runs to the end.
     """
@@ -336,6 +368,9 @@ def parse_text_action(text: str, tools: list[Tool]) -> Action:
             rest = "\n".join(lines[j:]).strip()
             if rest:
                 return Action("answer", answer=rest, text=text)
+        answer = _ANSWER_CALL.match(lines[i])
+        if answer and answer.group(1).strip("\"'` "):
+            return Action("answer", answer=answer.group(1).strip("\"'` "), text="\n".join(lines[: i + 1]))
         call = _line_call(lines[i], by_name)
         if call:
             return Action("tool", tool=call[0].name, arguments=call[1], text="\n".join(lines[: i + 1]))

@@ -36,7 +36,7 @@ from typing import Any
 
 from sale.agent.actions import (
     ANSWER_LABELS, SUBMIT_TOOL, TEXT_STOP, Action, MalformedAction, block_label,
-    describe_text_tools, parse_text_action, parse_tool_call, tool_schemas,
+    answer_form, describe_text_tools, parse_text_action, parse_tool_call, short_form, tool_schemas,
 )  # fmt: skip
 from sale.envs.base import Environment, Tool
 from sale.errors import BudgetExceeded, ConfigError
@@ -48,16 +48,24 @@ log = logging.getLogger(__name__)
 ACTION_FORMATS = ("text", "tools")
 #: The note after the observation that precedes the agent's last reply.
 LAST_REPLY = {
-    "text": "This is your last reply: give your final answer now (ANSWER: ...).",
+    "text": "This is your last reply: give your final answer now.",
     "tools": f"This is your last reply: call {SUBMIT_TOOL} with your final answer now.",
 }
 #: The correction for an action identical to one already run (small models loop).
-REPEATED = {
-    "text": "You already ran exactly this action; its output is above. If it answers the task, "
-            "reply ANSWER: <your final answer>. Otherwise do something else.",
-    "tools": f"You already made exactly this call; its output is above. If it answers the task, "
-             f"call {SUBMIT_TOOL}. Otherwise do something else.",
-}
+REPEATED = "You already ran exactly this action; its output is above. If it answers the task, {answer}. Otherwise {other}."
+
+
+def _repeat_hint(tool: Tool, tools: list[Tool], action_format: str) -> str:
+    """The correction for a repeated action, pointing at the other tools."""
+    others = [t for t in tools if t.name != tool.name]
+    if action_format == "tools":
+        answer = f"call {SUBMIT_TOOL} with your final answer"
+        other = "call " + ", ".join(t.name for t in others) + " or change the arguments" if others else "change the arguments"
+    else:
+        answer = "give your final answer"
+        forms = ", ".join(short_form(t) for t in others)
+        other = f"try {forms}, or a different input" if others else "try a different input"
+    return REPEATED.format(answer=answer, other=other)
 
 
 @dataclass(frozen=True)
@@ -156,7 +164,8 @@ def truncate(text: str, limit: int) -> str:
 def opening_messages(env: Environment, task: Task, strategy: str, tools: list[Tool], limits: Limits, action_format: str) -> list[dict[str, Any]]:
     """The system prompt (format, tools) and the user prompt (environment, task, plan)."""
     if action_format == "text":
-        system = load_prompt("execute_system_text.txt").substitute(tools=describe_text_tools(tools), max_steps=limits.max_steps)
+        system = load_prompt("execute_system_text.txt").substitute(
+            tools=describe_text_tools(tools), answer=answer_form(), max_steps=limits.max_steps)
     else:
         system = load_prompt("execute_system_tools.txt").substitute(max_steps=limits.max_steps)
     environment = env.describe(task).strip()
@@ -166,7 +175,8 @@ def opening_messages(env: Environment, task: Task, strategy: str, tools: list[To
         environment=environment,
         task=task.prompt.strip(),
         plan=plan,
-        answer_instructions=instructions,
+        # Both shipped environments repeat it in describe(); saying it twice invites parroting.
+        answer_instructions="" if instructions in environment else f"Final answer: {instructions}",
     )
     return [{"role": "system", "content": system.strip()}, {"role": "user", "content": user.strip()}]
 
@@ -253,15 +263,14 @@ class _Episode:
         action: Action | None = None
         try:
             action = self.parse(c)
+            self.pending["action"] = action.as_dict()
             if action.kind == "answer":
-                self.pending["action"] = action.as_dict()
                 self.answer = action.answer
                 self.finish_step(observation=None)
                 raise _Ended("submitted")
-            self.pending["action"] = action.as_dict()
             key = json.dumps([action.tool, action.arguments], sort_keys=True, default=str)
             if key in self.done:
-                raise MalformedAction(REPEATED[self.format])
+                raise MalformedAction(_repeat_hint(self.by_name[action.tool], self.tools, self.format))
             observation = await self.run_tool(action)
             self.done.add(key)
         except MalformedAction as exc:
