@@ -98,7 +98,8 @@ for path in ({key_file!r}, "/root/.ssh/id_rsa", "/etc/shadow"):
 """),
     "hidden data folder": Case("""
 import os
-print(os.listdir({data_dir!r}))
+# hidden: an empty folder, or no folder at all where the private /tmp covers it
+print(os.listdir({data_dir!r}) if os.path.isdir({data_dir!r}) else "absent")
 if os.path.exists(os.path.join({data_dir!r}, "solutions.jsonl")): print("ESCAPED sees the hidden data")
 """, hide=True),
     "write into the project": Case("""

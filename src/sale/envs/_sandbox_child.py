@@ -249,11 +249,17 @@ class Sandbox:
             if os.path.isdir(path) and not os.path.islink(path):
                 self.libc.mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY,
                                 "mode=0755,size=4k,nr_inodes=16")
+        keep = [(p, os.open(p, os.O_PATH | os.O_CLOEXEC))
+                for p in self.cfg.get("keep_in_tmp", []) if os.path.isdir(p)]
         workdir = self.cfg["workdir"]
         files = _snapshot(workdir)
         self.libc.mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0700,{size}")
         _restore(workdir, files)
         self.libc.mount(workdir, "/tmp", None, MS_BIND | MS_REC)
+        for path, fd in keep:  # the interpreter's own files under /tmp (e.g. a venv)
+            os.makedirs(path, 0o755, exist_ok=True)
+            self.libc.mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+            os.close(fd)
 
     def _read_only(self) -> None:
         """Make every mount read-only (and nosuid), then reopen the scratch dirs and

@@ -229,6 +229,14 @@ def _blocked_dirs() -> tuple[tuple[str, tuple[str, ...]], ...]:
                  sorted(needed.items(), key=lambda item: (item[0].count("/"), item[0])))
 
 
+def _interpreter_paths_in_tmp() -> tuple[str, ...]:
+    """The interpreter's directories that live under /tmp (a virtual environment made
+    there, say): the private /tmp covers them, so the sandbox binds them back, read-only."""
+    paths = {sys.prefix, sys.exec_prefix, *(p for p in sys.path if os.path.isabs(p) and os.path.isdir(p))}
+    inside = sorted({os.path.realpath(p) for p in paths if os.path.realpath(p).startswith("/tmp/")})
+    return tuple(p for p in inside if not any(p.startswith(q + os.sep) for q in inside if q != p))
+
+
 async def _probe() -> _Plan:
     """Find the strongest isolation that can still run Python here."""
     as_root = os.geteuid() == 0
@@ -352,6 +360,7 @@ def _prepare(workdir: str, code: str, files: dict[str, str] | None, plan: _Plan,
             "workdir": workdir, "inner_dir": "/tmp" if "tmp" in steps else workdir,
             "uid": uid, "gid": gid,
             "expose": [[d, list(c)] for d, c in plan.expose], "hide": list(hide),
+            "keep_in_tmp": list(_interpreter_paths_in_tmp()),
             "rlimits": limits.rlimits(), "backstop_s": limits.wall_s + 5,
             "scratch_mb": max(16, int(limits.file_mb) * 4)}
 
