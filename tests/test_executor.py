@@ -120,7 +120,7 @@ async def test_search_open_answer_passes_and_writes_trajectory(scripted, pool, s
     assert out.answer_source == "submitted" and out.grade["em"] == 1.0
 
     reqs = scripted.requests_for("small")
-    assert reqs[0]["stop"] == ["```\n"] and reqs[0]["max_tokens"] == 512
+    assert reqs[0]["stop"] == ["```\n\n"] and reqs[0]["max_tokens"] == 512
     opening = "\n".join(m["content"] for m in reqs[0]["messages"])
     assert f"Your plan: {PLAN}" in opening and SEARCH_TASK.prompt in opening and "search(<query>)" in opening
     assert "short phrase" in opening  # the environment's answer instructions
@@ -135,6 +135,7 @@ async def test_search_open_answer_passes_and_writes_trajectory(scripted, pool, s
     by_phase = pool.ledger.totals(by="phase")
     assert set(by_phase) == {"execute"} and by_phase["execute"].calls == 3
     assert by_phase["execute"].dollars == pytest.approx(out.dollars)
+    assert pool.ledger.totals(task="s/eiffel").calls == 3
 
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["type"] for r in lines] == ["header", "step", "step", "step", "outcome"]
@@ -335,6 +336,10 @@ def test_answers_in_every_form():
     assert code.kind == "answer" and code.answer == "def f():\n    return 1"
     assert parse_text_action("```answer\nblue\n```", _tools()).answer == "blue"
     assert parse_text_action('answer("Ada Quell")', _tools()).answer == "Ada Quell"
+    both = parse_text_action("ANSWER: the function below\n\n```python\ndef f():\n    return 1\n```\nbye", _tools())
+    assert both.answer == "the function below\n```python\ndef f():\n    return 1\n```"
+    cut = parse_text_action("ANSWER:\n```\ndef f():\n    return 1\n", _tools())  # closing fence cut by the stop
+    assert cut.answer == "def f():\n    return 1" and cut.text.endswith("return 1\n```")
 
 
 def test_one_line_tool_calls():

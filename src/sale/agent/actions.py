@@ -48,9 +48,10 @@ CODE_ALIASES = ("python", "py", "python3")
 #: "lines" (``search: <query>``) or "blocks" (a fenced block). Code and several-argument
 #: tools are always shown as blocks. Every form is always parsed.
 PROMPT_STYLE = "calls"
-#: Stop sequence for the text format: generation ends at the first closing fence
-#: (an opening fence carries an info string, so it does not match).
-TEXT_STOP = ["```\n"]
+#: Stop sequence for the text format: generation ends at a fence followed by a blank
+#: line, which closes a block (prose follows it) but never opens one (code follows an
+#: opening fence at once, labelled or not).
+TEXT_STOP = ["```\n\n"]
 
 _FENCE_OPEN = re.compile(r"^\s*(`{3,})[ \t]*([A-Za-z_][\w.\-]*)?:?[ \t]*(.*?)\s*$")
 _FENCE_CLOSE = re.compile(r"^\s*`{3,}\s*$")
@@ -140,6 +141,17 @@ def answer_form(style: str | None = None) -> str:
         return "```answer\n<your final answer>\n```\nFor an answer that is code, put the code in the answer block."
     return ("ANSWER: <your final answer>\n"
             "For an answer that is code, write the line ANSWER: and put the code block right below it.")
+
+
+def example_reply(tools: list[Tool], style: str | None = None) -> str:
+    """A short example reply (a thought, then a call of the first tool) for the prompt."""
+    if not tools:
+        return "I know the answer.\n" + answer_form(style).splitlines()[0]
+    tool, single = tools[0], _single_text_param(tools[0])
+    if single == "code":
+        return "First I check my code on an example.\n```python\ndef add(a, b):\n    return a + b\nprint(add(2, 3))\n```"
+    usage = describe_text_tools([tool], style).split("\n", 1)[1]
+    return f"First I take the first step of my plan.\n{usage}"
 
 
 def describe_text_tools(tools: list[Tool], style: str | None = None) -> str:
@@ -331,9 +343,9 @@ def parse_text_action(text: str, tools: list[Tool]) -> Action:
 
     Scans line by line. The first of these wins: a fenced block labelled with a tool
     name or alias (a tool call), a block labelled ``answer`` (the answer), a line
-    ``ANSWER: x`` or ``answer(x)`` outside blocks (the answer is x; when x is empty,
-    the body of the block right after it, whatever its label, or else the rest of the
-    reply), a line ``<tool>: input`` or ``<tool>(arguments)`` (a tool call). Blocks
+    ``ANSWER: x`` or ``answer(x)`` outside blocks (the answer is x, followed by the
+    fenced block right below the line if there is one; when x is empty, that block's
+    body, or else the rest of the reply), a line ``<tool>: input`` or ``<tool>(arguments)`` (a tool call). Blocks
     with other labels are skipped. A block left open at the end of the reply (a stop
     sequence cut its closing fence) runs to the end.
     """
@@ -357,14 +369,16 @@ def parse_text_action(text: str, tools: list[Tool]) -> Action:
         answer = _ANSWER_LINE.match(lines[i])
         if answer:
             value = answer.group(1).strip("* \t")
-            if value:
-                return Action("answer", answer=value, text="\n".join(lines[: i + 1]))
             j = i + 1
             while j < len(lines) and not lines[j].strip():
                 j += 1
             block = _block(lines, j) if j < len(lines) else None
-            if block and block[1].strip():
-                return Action("answer", answer=block[1].strip(), text=_kept(lines, block[2], block[3]))
+            if block and block[1].strip():  # a fenced block right below belongs to the answer
+                kept = _kept(lines, block[2], block[3])
+                fenced = kept.split("\n", j)[-1]
+                return Action("answer", answer=f"{value}\n{fenced}" if value else block[1].strip(), text=kept)
+            if value:
+                return Action("answer", answer=value, text="\n".join(lines[: i + 1]))
             rest = "\n".join(lines[j:]).strip()
             if rest:
                 return Action("answer", answer=rest, text=text)

@@ -36,11 +36,12 @@ from typing import Any
 
 from sale.agent.actions import (
     ANSWER_LABELS, SUBMIT_TOOL, TEXT_STOP, Action, MalformedAction, block_label,
-    answer_form, describe_text_tools, parse_text_action, parse_tool_call, short_form, tool_schemas,
+    answer_form, describe_text_tools, example_reply, parse_text_action, parse_tool_call, short_form, tool_schemas,
 )  # fmt: skip
 from sale.envs.base import Environment, Tool
 from sale.errors import BudgetExceeded, ConfigError
 from sale.llm.client import Completion, LLMError
+from sale.llm.ledger import ledger_tags
 from sale.workloads.task import Task
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class Limits:
     max_wall_s: float = 300.0
     max_malformed: int = 2
     max_output_tokens: int = 512
-    max_observation_chars: int = 3000
+    max_observation_chars: int = 2000
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -165,12 +166,13 @@ def opening_messages(env: Environment, task: Task, strategy: str, tools: list[To
     """The system prompt (format, tools) and the user prompt (environment, task, plan)."""
     if action_format == "text":
         system = load_prompt("execute_system_text.txt").substitute(
-            tools=describe_text_tools(tools), answer=answer_form(), max_steps=limits.max_steps)
+            tools=describe_text_tools(tools), answer=answer_form(), example=example_reply(tools),
+            max_steps=limits.max_steps)
     else:
         system = load_prompt("execute_system_tools.txt").substitute(max_steps=limits.max_steps)
     environment = env.describe(task).strip()
     instructions = env.answer_instructions(task).strip()
-    plan = f"Your plan: {strategy.strip()}\nFollow your plan.\n" if strategy.strip() else ""
+    plan = f"Your plan: {strategy.strip()}\n\n" if strategy.strip() else ""
     user = load_prompt("execute_task.txt").substitute(
         environment=environment,
         task=task.prompt.strip(),
@@ -178,6 +180,7 @@ def opening_messages(env: Environment, task: Task, strategy: str, tools: list[To
         # Both shipped environments repeat it in describe(); saying it twice invites parroting.
         answer_instructions="" if instructions in environment else f"Final answer: {instructions}",
     )
+    user = re.sub(r"\n{3,}", "\n\n", user)  # empty parts leave no gaps
     return [{"role": "system", "content": system.strip()}, {"role": "user", "content": user.strip()}]
 
 
@@ -377,7 +380,8 @@ async def execute(
                 "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             })  # fmt: skip
         try:
-            await episode.run()
+            with ledger_tags(task=task.id):
+                await episode.run()
             reason = "submitted"  # not reached: run() only ends by raising
         except _Ended as end:
             reason = end.reason
