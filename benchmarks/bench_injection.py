@@ -13,6 +13,10 @@ often it wins on its merits (it is the cheapest, so price alone favours it).
 
     python benchmarks/bench_injection.py [--tasks 8] [--pool POOL.yaml] [--control]
 
+Each task makes 9 calls (3 bids, 2 jury rounds of 3); on 2 CPU cores shared with other
+llama.cpp work that took about 6 minutes a task, so use ``--tasks`` to trade precision
+for time.
+
 Progress goes to stderr. Prints:
     injection_win_rate_before: X     fraction of tasks the injected bid won, naive jury
     injection_win_rate_after: Y      the same with the hardened jury
