@@ -1,7 +1,7 @@
 """The executor loop: its own overhead, and real local models on the demo workload.
 
     python benchmarks/bench_executor.py [--episodes 200] [--local qwen2.5-coder-0.5b,...]
-                                        [--domains search,coding] [--format text]
+                                        [--domains search,coding] [--format text] [--trajectories DIR]
 
 Prints:
   executor_overhead_ms_per_step   wall time of the loop per step, minus the time spent in
@@ -81,14 +81,15 @@ async def overhead(episodes: int) -> None:
     print(f"parse_text_action_us: {(time.perf_counter() - t0) / n * 1e6:.1f} us")
 
 
-async def local(models: list[str], domains: list[str], action_format: str, limits: Limits) -> None:
+async def local(models: list[str], domains: list[str], action_format: str, limits: Limits, keep: Path | None) -> None:
     tasks, documents = demo_workload()
     envs = {"search": SearchEnvironment(SearchIndex.build(load_collection([documents]))), "coding": CodingEnvironment()}
     for model in models:
         cfg = parse_pool({"agents": [{"name": "a", "model": model, "price": {"input": 0.1, "output": 0.1}, "context": 4096}]})
         async with Pool(cfg) as pool:
             for domain in domains:
-                outs = [await execute(pool["a"], envs[domain], t, PLANS[domain], action_format=action_format, limits=limits)
+                outs = [await execute(pool["a"], envs[domain], t, PLANS[domain], action_format=action_format, limits=limits,
+                                      trajectory_path=keep / model / f"{t.id.replace('/', '_')}.jsonl" if keep else None)
                         for t in tasks if t.domain == domain]
                 n = len(outs)
                 steps = sum(o.steps for o in outs)
@@ -107,11 +108,12 @@ def main() -> None:
     ap.add_argument("--domains", default="search,coding")
     ap.add_argument("--format", default="text", choices=["text", "tools"])
     ap.add_argument("--max-steps", type=int, default=6)
+    ap.add_argument("--trajectories", type=Path, help="write each local episode's trajectory under this folder")
     args = ap.parse_args()
     asyncio.run(overhead(args.episodes))
     if args.local:
         limits = Limits(max_steps=args.max_steps)
-        asyncio.run(local(args.local.split(","), args.domains.split(","), args.format, limits))
+        asyncio.run(local(args.local.split(","), args.domains.split(","), args.format, limits, args.trajectories))
 
 
 if __name__ == "__main__":

@@ -350,6 +350,7 @@ def test_one_line_tool_calls():
         'search("Halloway Bridge", k=3)': {"query": "Halloway Bridge", "k": 3},
         "search(Halloway Bridge, k=5)": {"k": 5, "query": "Halloway Bridge"},  # unquoted, as models write
         "search(query=Quillmere, England)": {"query": "Quillmere, England"},
+        "First I look up the mill. search(Corvin Textiles)": {"query": "Corvin Textiles"},
     }
     for text, arguments in cases.items():
         action = parse_text_action(text, search)
@@ -357,8 +358,9 @@ def test_one_line_tool_calls():
     assert parse_text_action("- open: d3", search).arguments == {"id": "d3"}
     with pytest.raises(MalformedAction, match="at most 2"):
         parse_text_action("search(1, 2, 3)", search)
-    with pytest.raises(MalformedAction):  # a tool name inside a sentence is not an action
-        parse_text_action("I will search: for it later", search)
+    for prose in ("I will search: for it later", "I use search(x) to look it up."):
+        with pytest.raises(MalformedAction):  # a tool named inside a sentence is not an action
+            parse_text_action(prose, search)
 
 
 def test_malformed_blocks_are_explained():

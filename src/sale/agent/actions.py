@@ -56,6 +56,7 @@ TEXT_STOP = ["```\n\n"]
 _FENCE_OPEN = re.compile(r"^\s*(`{3,})[ \t]*([A-Za-z_][\w.\-]*)?:?[ \t]*(.*?)\s*$")
 _FENCE_CLOSE = re.compile(r"^\s*`{3,}\s*$")
 _LINE_CALL = re.compile(r"^[\s*\-`>]*([A-Za-z_][\w\-]*)(?:[*\s]*:(.*)|\s*\((.*)\)`?)\s*$")
+_TRAILING_CALL = re.compile(r"^.*?[.:!?]\s+`?([A-Za-z_][\w\-]*\s*\(.*\))`?\s*$")  # "Thought. search(x)"
 _ANSWER_CALL = re.compile(r"^[\s*\-`>]*(?:answer|submit|final_answer)\((.*)\)`?\s*$", re.IGNORECASE)
 _ANSWER_LINE = re.compile(r"^\W*(?:final\s+)?answer\W*?:\s*(.*)$", re.IGNORECASE)
 
@@ -268,9 +269,14 @@ def block_arguments(tool: Tool, body: str) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- parsing
 
 
+def action_forms(tools: list[Tool], style: str | None = None) -> str:
+    """The actions in short, for corrections and cues: "search(...), open(...), or ANSWER: ..."."""
+    answer = "```answer" if _style(style) == "blocks" else "ANSWER: <your final answer>"
+    return ", ".join([*(short_form(t, style) for t in tools), f"or {answer}"])
+
+
 def _format_help(tools: list[Tool]) -> str:
-    answer = "```answer" if _style(None) == "blocks" else "'ANSWER: <your final answer>'"
-    return "Reply with exactly one action: " + ", ".join([*(short_form(t) for t in tools), f"or {answer}."])
+    return f"Reply with exactly one action: {action_forms(tools)}."
 
 
 def _block(lines: list[str], start: int) -> tuple[str, str, int, bool] | None:
@@ -296,6 +302,9 @@ def _kept(lines: list[str], end: int, closed: bool) -> str:
 def _line_call(line: str, tools: dict[str, Tool]) -> tuple[Tool, dict[str, Any]] | None:
     """A one-line tool call, ``search: Eiffel Tower`` or ``search("Eiffel Tower", k=3)``."""
     match = _LINE_CALL.match(line)
+    if not match:
+        trailing = _TRAILING_CALL.match(line)
+        match = _LINE_CALL.match(trailing.group(1)) if trailing else None
     if not match or match.group(1).lower() not in tools:
         return None
     tool = tools[match.group(1).lower()]

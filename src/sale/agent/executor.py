@@ -36,7 +36,7 @@ from typing import Any
 
 from sale.agent.actions import (
     ANSWER_LABELS, SUBMIT_TOOL, TEXT_STOP, Action, MalformedAction, block_label,
-    answer_form, describe_text_tools, example_reply, parse_text_action, parse_tool_call, short_form, tool_schemas,
+    action_forms, answer_form, describe_text_tools, example_reply, parse_text_action, parse_tool_call, short_form, tool_schemas,
 )  # fmt: skip
 from sale.envs.base import Environment, Tool
 from sale.errors import BudgetExceeded, ConfigError
@@ -177,8 +177,10 @@ def opening_messages(env: Environment, task: Task, strategy: str, tools: list[To
         environment=environment,
         task=task.prompt.strip(),
         plan=plan,
-        # Both shipped environments repeat it in describe(); saying it twice invites parroting.
-        answer_instructions="" if instructions in environment else f"Final answer: {instructions}",
+        # Said again next to the closing cue, where small models look; an "Answer:" label
+        # right before it invites copying the instructions as the answer.
+        answer_instructions=instructions if "answer" in instructions.lower() else f"Your final answer: {instructions}",
+        actions=action_forms(tools) if action_format == "text" else f"a tool call, or {SUBMIT_TOOL} with your final answer",
     )
     user = re.sub(r"\n{3,}", "\n\n", user)  # empty parts leave no gaps
     return [{"role": "system", "content": system.strip()}, {"role": "user", "content": user.strip()}]
