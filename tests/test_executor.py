@@ -363,6 +363,25 @@ def test_one_line_tool_calls():
             parse_text_action(prose, search)
 
 
+def test_json_tool_calls_written_as_text():
+    search = SearchEnvironment(SearchIndex.build(DOCS)).tools(SEARCH_TASK)
+    doubled = '{{"name": "search", "arguments": {"query": "Halloway", "k": 1}}}\n\n{{"name": "submit", "arguments": {}}}'
+    action = parse_text_action(doubled, search)
+    assert (action.tool, action.arguments) == ("search", {"query": "Halloway", "k": 1}) and "submit" not in action.text
+    tagged = '<tool_call>\n{"name": "submit", "arguments": {"answer": "1827"}}\n</tool_call>'
+    assert parse_text_action(tagged, search).answer == "1827"
+    with pytest.raises(MalformedAction, match="No action"):
+        parse_text_action('{"name": "fly", "arguments": {}}', search)
+
+
+async def test_native_format_accepts_a_call_written_as_text(scripted, pool, search_env):
+    text_call = '<tool_call>\n{"name": "search", "arguments": {"query": "Eiffel Tower"}}\n</tool_call>'
+    out = await run(scripted, pool, search_env, SEARCH_TASK, Reply(text_call), Reply("ANSWER: Eiffel"),
+                    action_format="tools")
+    assert out.reason == "submitted" and out.passed and out.steps == 2 and out.malformed == 0
+    assert messages(scripted, 1)[-1]["content"].startswith("Output of search:\n1. [eiffel]")
+
+
 def test_malformed_blocks_are_explained():
     with pytest.raises(MalformedAction, match="No action found"):
         parse_text_action("just prose", _tools())

@@ -350,13 +350,19 @@ def _loose_call(tool: Tool, inside: str) -> dict[str, Any]:
 def parse_text_action(text: str, tools: list[Tool]) -> Action:
     """The first action of a reply in the text format; `MalformedAction` if none.
 
-    Scans line by line. The first of these wins: a fenced block labelled with a tool
-    name or alias (a tool call), a block labelled ``answer`` (the answer), a line
-    ``ANSWER: x`` or ``answer(x)`` outside blocks (the answer is x, followed by the
-    fenced block right below the line if there is one; when x is empty, that block's
-    body, or else the rest of the reply), a line ``<tool>: input`` or ``<tool>(arguments)`` (a tool call). Blocks
-    with other labels are skipped. A block left open at the end of the reply (a stop
-    sequence cut its closing fence) runs to the end.
+    Scans line by line; the first of these wins:
+
+    - a fenced block labelled with a tool name or alias: a tool call;
+    - a fenced block labelled ``answer``: the answer;
+    - a line ``ANSWER: x`` or ``answer(x)`` outside blocks: the answer is x, followed by
+      the fenced block right below the line if there is one (when x is empty: that
+      block's body, or else the rest of the reply);
+    - a line ``<tool>: input`` or ``<tool>(arguments)``, or a sentence that ends in
+      ``<tool>(arguments)``: a tool call.
+
+    Blocks with other labels are skipped. A block left open at the end of the reply (a
+    stop sequence cut its closing fence) runs to the end. Failing all of these, a JSON
+    tool call written as text counts (``{"name": ..., "arguments": ...}``).
     """
     names = tool_names(tools)
     by_name = {t.name.lower(): t for t in tools}
@@ -398,9 +404,32 @@ def parse_text_action(text: str, tools: list[Tool]) -> Action:
         if call:
             return Action("tool", tool=call[0].name, arguments=call[1], text="\n".join(lines[: i + 1]))
         i += 1
+    found = _json_tool_call(text or "")
+    if found is not None and (found[0].name == SUBMIT_TOOL or found[0].name in {t.name for t in tools}):
+        action = parse_tool_call(found[0], tools)
+        action.call_id, action.text = None, text[: found[1]]
+        return action
     if skipped:
         raise MalformedAction(f"```{skipped[0]} is not a tool here. " + _format_help(tools))
     raise MalformedAction("No action found. " + _format_help(tools))
+
+
+def _json_tool_call(text: str) -> tuple[ToolCall, int] | None:
+    """The first ``{"name": ..., "arguments": {...}}`` object in a reply's text, and its end.
+
+    Models trained for tool calling often write the call as text when the server does
+    not turn it into a native one (``<tool_call>`` tags, doubled braces and all).
+    """
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r'\{\s*"name"\s*:', text):
+        try:
+            obj, end = decoder.raw_decode(text, match.start())
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get("name"), str):
+            args = obj.get("arguments", obj.get("parameters", {}))
+            return ToolCall(id="", name=obj["name"], arguments=args if isinstance(args, str) else json.dumps(args)), end
+    return None
 
 
 def parse_tool_call(call: ToolCall, tools: list[Tool]) -> Action:

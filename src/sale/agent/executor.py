@@ -296,8 +296,8 @@ class _Episode:
         if self.format == "tools":
             if c.tool_calls:
                 return parse_tool_call(c.tool_calls[0], self.tools)
-            try:  # no tool call: a plain-text answer still counts, nothing else does
-                action = parse_text_action(c.text, [])
+            try:  # no native call: an answer or a call written as text still counts
+                action = parse_text_action(c.text, self.tools)
             except MalformedAction:
                 raise MalformedAction(f"Call one of the tools, or call {SUBMIT_TOOL} with your final answer.") from None
             return action
