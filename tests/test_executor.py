@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from sale.agent.actions import MalformedAction, parse_text_action, tool_schemas
-from sale.agent.executor import Limits, Outcome, execute
+from sale.agent.executor import Limits, Outcome, execute, opening_messages
 from sale.config import parse_pool
 from sale.envs.base import Grade, Tool
 from sale.envs.coding import CodingEnvironment
@@ -121,8 +121,12 @@ async def test_search_open_answer_passes_and_writes_trajectory(scripted, pool, s
 
     reqs = scripted.requests_for("small")
     assert reqs[0]["stop"] == ["```\n\n"] and reqs[0]["max_tokens"] == 512
-    opening = "\n".join(m["content"] for m in reqs[0]["messages"])
-    assert f"Your plan: {PLAN}" in opening and SEARCH_TASK.prompt in opening and "search(<query>)" in opening
+    first = reqs[0]["messages"]
+    assert [m["role"] for m in first] == ["system", "user"]
+    assert "search(<query>)" in first[0]["content"] and SEARCH_TASK.prompt in first[1]["content"]
+    assert f"Your plan: {PLAN}" in first[1]["content"]
+    assert first[1]["content"].endswith("Follow the plan. Write your first action now.")
+    opening = "\n".join(m["content"] for m in first)
     assert "short phrase" in opening  # the environment's answer instructions
     second = messages(scripted, 1)
     assert second[-2] == {"role": "assistant", "content": block("search", "Eiffel Tower designer", "I will search for the tower.")}
@@ -269,6 +273,16 @@ async def test_llm_error_ends_the_run_without_raising(scripted, pool, tmp_path):
     assert [r["type"] for r in lines] == ["header", "step", "outcome"]
 
 
+def test_opening_without_a_plan_and_in_the_tools_format():
+    env = ToyEnv()
+    plain = opening_messages(env, TOY_TASK, "  ", env.tools(TOY_TASK), Limits(), "text")
+    assert [m["role"] for m in plain] == ["system", "user"] and "plan" not in plain[1]["content"]
+    assert plain[1]["content"].endswith("Your final answer: Answer with one word.\n\nWrite your first action now.")
+    assert "```add\na: <a>\nb: <b>\n```" in plain[0]["content"] and "boom(<x>)" in plain[0]["content"]
+    tools = opening_messages(env, TOY_TASK, "plan", env.tools(TOY_TASK), Limits(max_steps=4), "tools")
+    assert "```" not in tools[0]["content"] and "at most 4 replies" in tools[0]["content"]
+
+
 def test_limits_are_validated():
     with pytest.raises(ConfigError, match="max_steps"):
         Limits(max_steps=0)
@@ -338,6 +352,8 @@ def test_answers_in_every_form():
     assert parse_text_action('answer("Ada Quell")', _tools()).answer == "Ada Quell"
     both = parse_text_action("ANSWER: the function below\n\n```python\ndef f():\n    return 1\n```\nbye", _tools())
     assert both.answer == "the function below\n```python\ndef f():\n    return 1\n```"
+    same_line = parse_text_action("ANSWER: ```python\ndef f():\n    return 1\n```\nmore", _tools())
+    assert same_line.answer == "def f():\n    return 1" and same_line.text.endswith("return 1\n```")
     cut = parse_text_action("ANSWER:\n```\ndef f():\n    return 1\n", _tools())  # closing fence cut by the stop
     assert cut.answer == "def f():\n    return 1" and cut.text.endswith("return 1\n```")
 

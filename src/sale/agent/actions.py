@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sale.envs.base import Tool
-from sale.errors import SaleError
+from sale.errors import ConfigError, SaleError
 from sale.llm.client import ToolCall
 
 #: Info strings of a fenced block that holds the final answer.
@@ -124,7 +124,7 @@ def _single_text_param(tool: Tool) -> str | None:
 def _style(style: str | None) -> str:
     style = style or PROMPT_STYLE
     if style not in ("calls", "lines", "blocks"):
-        raise ValueError(f"prompt style must be calls, lines or blocks, got {style!r}")
+        raise ConfigError(f"sale.agent.actions.PROMPT_STYLE must be calls, lines or blocks, got {style!r}")
     return style
 
 
@@ -384,6 +384,9 @@ def parse_text_action(text: str, tools: list[Tool]) -> Action:
         answer = _ANSWER_LINE.match(lines[i])
         if answer:
             value = answer.group(1).strip("* \t")
+            if value.startswith("```"):  # "ANSWER: ```python": the block opens on this line
+                label, body, end, closed = _block([value, *lines[i + 1 :]], 0)
+                return Action("answer", answer=body.strip(), text=_kept(lines, i + end, closed))
             j = i + 1
             while j < len(lines) and not lines[j].strip():
                 j += 1

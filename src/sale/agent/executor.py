@@ -36,7 +36,7 @@ from typing import Any
 
 from sale.agent.actions import (
     ANSWER_LABELS, SUBMIT_TOOL, TEXT_STOP, Action, MalformedAction, block_label,
-    action_forms, answer_form, describe_text_tools, example_reply, parse_text_action, parse_tool_call, short_form, tool_schemas,
+    answer_form, describe_text_tools, example_reply, parse_text_action, parse_tool_call, short_form, tool_schemas,
 )  # fmt: skip
 from sale.envs.base import Environment, Tool
 from sale.errors import BudgetExceeded, ConfigError
@@ -163,7 +163,8 @@ def truncate(text: str, limit: int) -> str:
 
 
 def opening_messages(env: Environment, task: Task, strategy: str, tools: list[Tool], limits: Limits, action_format: str) -> list[dict[str, Any]]:
-    """The system prompt (format, tools) and the user prompt (environment, task, plan)."""
+    """The system prompt (format, tools, an example reply) and the user prompt
+    (environment, task, "Your plan: <strategy>", a cue to act)."""
     if action_format == "text":
         system = load_prompt("execute_system_text.txt").substitute(
             tools=describe_text_tools(tools), answer=answer_form(), example=example_reply(tools),
@@ -172,17 +173,15 @@ def opening_messages(env: Environment, task: Task, strategy: str, tools: list[To
         system = load_prompt("execute_system_tools.txt").substitute(max_steps=limits.max_steps)
     environment = env.describe(task).strip()
     instructions = env.answer_instructions(task).strip()
-    plan = f"Your plan: {strategy.strip()}\n\n" if strategy.strip() else ""
     user = load_prompt("execute_task.txt").substitute(
         environment=environment,
         task=task.prompt.strip(),
-        plan=plan,
-        # Said again next to the closing cue, where small models look; an "Answer:" label
-        # right before it invites copying the instructions as the answer.
-        answer_instructions=instructions if "answer" in instructions.lower() else f"Your final answer: {instructions}",
-        actions=action_forms(tools) if action_format == "text" else f"a tool call, or {SUBMIT_TOOL} with your final answer",
+        plan=f"Your plan: {strategy.strip()}\n\n" if strategy.strip() else "",
+        # Not said twice: small models copy instructions near the end of the prompt as
+        # their answer.
+        answer_instructions="" if instructions in environment else f"Your final answer: {instructions}\n\n",
+        start="Follow the plan. " if strategy.strip() else "",
     )
-    user = re.sub(r"\n{3,}", "\n\n", user)  # empty parts leave no gaps
     return [{"role": "system", "content": system.strip()}, {"role": "user", "content": user.strip()}]
 
 
