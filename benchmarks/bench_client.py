@@ -70,7 +70,7 @@ BODY = {
 }
 
 
-def direct_tok_per_s(path, threads: int, reps: int) -> float:
+def _direct_server(path, threads: int):
     import xllamacpp
 
     p = xllamacpp.CommonParams()
@@ -80,28 +80,29 @@ def direct_tok_per_s(path, threads: int, reps: int) -> float:
     p.cpuparams.n_threads = threads
     p.cpuparams_batch.n_threads = threads
     p.port = free_port()
-    server = xllamacpp.Server(p)
-    rates = []
-    for i in range(reps + 1):
-        t = time.perf_counter()
-        out = server.handle_chat_completions(dict(BODY))
-        dt = time.perf_counter() - t
-        if i:  # first is warm-up
-            rates.append(out["usage"]["completion_tokens"] / dt)
-    del server
-    return statistics.median(rates)
+    return xllamacpp.Server(p)
 
 
-async def client_tok_per_s(path, threads: int, reps: int) -> float:
+async def paired_tok_per_s(path, threads: int, reps: int) -> tuple[float, float]:
+    """Generated tokens/s of llama.cpp called in-process and of the project's path (server
+    process + HTTP client), measured alternately, request by request, so that drift in the
+    machine's speed (a shared 2-core VM varies by +-15 % from one second to the next) falls
+    on both sides alike. Returns the medians (direct, client)."""
+    direct_server = _direct_server(path, threads)
+    direct, via = [], []
     with LlamaServer(path, ctx=1024, parallel=1, threads=threads, name="bench") as srv:
         client = ChatClient(srv.base_url, "bench")
-        rates = []
         for i in range(reps + 1):
+            t = time.perf_counter()
+            out = direct_server.handle_chat_completions(dict(BODY))
+            dt = time.perf_counter() - t
             c = await client.chat(BODY["messages"], max_tokens=96, temperature=0.0, extra={"ignore_eos": True})
-            if i:
-                rates.append(c.output_tokens / c.latency_s)
+            if i:  # the first pair is the warm-up
+                direct.append(out["usage"]["completion_tokens"] / dt)
+                via.append(c.output_tokens / c.latency_s)
         await client.close()
-    return statistics.median(rates)
+    del direct_server
+    return statistics.median(direct), statistics.median(via)
 
 
 def local_bench(names: list[str], reps: int) -> None:
@@ -114,8 +115,7 @@ def local_bench(names: list[str], reps: int) -> None:
             print(f"# {name} not pulled; skipped (sale models pull {name})", file=sys.stderr)
             continue
         path = models.model_path(name)
-        direct = direct_tok_per_s(path, threads, reps)
-        via = asyncio.run(client_tok_per_s(path, threads, reps))
+        direct, via = asyncio.run(paired_tok_per_s(path, threads, reps))
         print(f"local_tok_per_s_{name}_direct: {direct:.1f} tok/s")
         print(f"local_tok_per_s_{name}_client: {via:.1f} tok/s")
         overhead = 100.0 * (direct - via) / direct
@@ -128,7 +128,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--models", default="smollm2-135m,qwen2.5-coder-0.5b,qwen2.5-coder-1.5b")
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--skip-local", action="store_true")
     args = ap.parse_args()
     client_bench(args.calls)
