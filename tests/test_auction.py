@@ -457,6 +457,22 @@ async def test_failed_and_empty_bidders_drop_out_and_are_recorded(scripted):
     assert result.phases["bid"].failed == 1
 
 
+@pytest.mark.parametrize("text, reason", [
+    ("<your strategy for the current task>", "placeholder"),
+    ("**<a short plan>**", "placeholder"),
+    ("Search.", "too short"),
+])
+async def test_a_bid_that_is_not_a_strategy_drops_out(scripted, text, reason):
+    script = Script(standard_bids(big=Reply(text)), refine={"small": refine_reply("<your strategy>")})
+    memory = memory_with_pairs("small", "big")
+    async with scripted_pool(scripted, script) as pool:
+        result = await Auction(pool, memory, AuctionSettings(), WEIGHTS).run(TASK, ENV)
+    dropped = {(d.agent, d.role): d.reason for d in result.dropped}
+    assert reason in dropped["big", "bidder"] and "big" not in {b.agent for b in result.bids}
+    # A refined bid that copies the refine prompt's placeholder drops out the same way.
+    assert "placeholder" in dropped["small", "refiner"] and {b.kind for b in result.bids} == {"original"}
+
+
 async def test_no_surviving_bid_raises_auction_error(scripted):
     bids = {n: Reply("down", status=500) for n in PRICE}
     async with scripted_pool(scripted, Script(bids)) as pool:

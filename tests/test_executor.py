@@ -184,6 +184,16 @@ async def test_unsubmitted_code_that_defines_the_entry_point_is_graded(scripted,
     assert out.reason == "max_steps" and out.answer is None and not out.passed and out.answer_source is None
 
 
+async def test_a_prose_answer_after_running_the_code_grades_that_code(scripted, pool):
+    ran = Reply(block("python", GOOD_CODE + "\nprint(count_vowels('hello'))"))
+    prose = Reply("ANSWER: The function count_vowels counts the vowels; it printed 2.")
+    out = await run(scripted, pool, CodingEnvironment(), CODE_TASK, ran, prose)
+    assert out.reason == "submitted" and out.answer_source == "last_code" and out.passed
+    wrong = "def count_vowels(text):\n    return 0"
+    out = await run(scripted, pool, CodingEnvironment(), CODE_TASK, ran, Reply(block("answer", wrong)))
+    assert out.answer_source == "submitted" and not out.passed  # a submitted definition wins
+
+
 # ----------------------------------------------------------------------------- malformed
 
 

@@ -11,10 +11,12 @@ Limits end the loop by raising `_Ended` internally; the reason is recorded:
 "submitted", "max_steps", "max_tokens", "max_dollars", "max_wall_s", "malformed",
 "llm_error: ..." or "budget: ...".
 
-When the run ends without an answer and the task is a coding task (its grading names an
-``entry_point``), the last code the agent ran that defines that function is graded as
-its answer (``answer_source`` "last_code"): the agent wrote and tried the solution but
-did not hand it in. Pass ``grade_last_code=False`` to count such runs as failures.
+When the task is a coding task (its grading names an ``entry_point``) and the run ends
+without an answer, or with an answer that does not define that function (small models
+often answer with a sentence about the code they ran), the last code the agent ran that
+defines the function is graded as its answer (``answer_source`` "last_code"): the agent
+wrote and tried the solution but did not hand it in. Pass ``grade_last_code=False`` to
+count such runs as failures.
 
 With a ``trajectory_path``, every step is appended to a JSON Lines file as it happens:
 a header line (task, agent, strategy, limits, the opening messages), one line per step,
@@ -404,7 +406,10 @@ async def _graded(ep: _Episode, env: Environment, task: Task, reason: str, grade
     """The episode's outcome, its answer (or the last code, see module doc) graded."""
     answer, source = ep.answer, "submitted" if ep.answer is not None else None
     entry = task.grading.get("entry_point")
-    if answer is None and grade_last_code and ep.last_code and isinstance(entry, str) and _defines(ep.last_code, entry):
+    if (
+        grade_last_code and ep.last_code and isinstance(entry, str) and _defines(ep.last_code, entry)
+        and (answer is None or not _defines(answer, entry))
+    ):
         answer, source = ep.last_code, "last_code"
     passed, score, detail = False, 0.0, {}
     if answer is not None:

@@ -3,7 +3,8 @@
 The prompt comes from ``sale/prompts/bid.txt`` (the task, the environment's
 description of its tools, and what a strategy should say). A bid's length |s_i| is
 its output tokens and its entropy H(s_i) the mean top-k token entropy (entropy.py).
-An agent whose call fails, or whose bid is empty, drops out of the bidding.
+An agent whose call fails, or whose bid is not a strategy (empty, a copied placeholder,
+fewer than three words: see `bid_problem`), drops out of the bidding.
 """
 
 from __future__ import annotations
@@ -57,6 +58,25 @@ def clean_strategy(text: str) -> str:
     return re.sub(r"^\s*\**\s*strategy\s*\**\s*:\s*", "", text, flags=re.IGNORECASE).strip()
 
 
+PLACEHOLDER = re.compile(r"[\W_]*<[^<>\n]{1,80}>[\W_]*")
+MIN_WORDS = 3
+
+
+def bid_problem(text: str) -> str | None:
+    """Why a cleaned bid is not a strategy, or None when it is one: an empty bid, a bid
+    that only repeats a placeholder of the prompt (``<your strategy ...>``, which small
+    models copy), or one of fewer than ``MIN_WORDS`` words. Such a bid drops out: its
+    length would make it nearly free and a lenient jury can still score it high."""
+    if not text:
+        return "empty bid"
+    if PLACEHOLDER.fullmatch(text):
+        return f"bid only repeats a placeholder of the prompt: {text[:60]!r}"
+    words = len(text.split())
+    if words < MIN_WORDS:
+        return f"bid too short to be a strategy ({words} word{'s' if words != 1 else ''}): {text[:60]!r}"
+    return None
+
+
 def bid_from_completion(agent: Agent, kind: str, text: str, c: Completion, tokens: int, logprobs) -> ScoredBid:
     ent = mean_entropy(logprobs)
     return ScoredBid(
@@ -106,8 +126,9 @@ async def collect_bids(
             continue
         stats.add(answer)
         text = clean_strategy(answer.text)
-        if not text:
-            dropped.append(Dropout(agent.name, BIDDER, ORIGINAL, "empty bid"))
+        problem = bid_problem(text)
+        if problem:
+            dropped.append(Dropout(agent.name, BIDDER, ORIGINAL, problem))
             continue
         bids.append(bid_from_completion(agent, ORIGINAL, text, answer, answer.output_tokens, answer.logprobs))
     return bids, dropped, stats

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from sale.auction.bids import ask_all, bid_from_completion, clean_strategy, load_template, render, words_for
+from sale.auction.bids import ask_all, bid_from_completion, bid_problem, clean_strategy, load_template, render, words_for
 from sale.auction.entropy import token_span
 from sale.auction.record import REFINED, REFINER, Dropout, PhaseStats, ScoredBid
 from sale.auction.settings import AuctionSettings
@@ -124,8 +124,9 @@ async def refine_bids(
             continue
         stats.add(answer)
         bid = refined_bid(agent, answer)
-        if bid is None:
-            dropped.append(Dropout(agent.name, REFINER, REFINED, "no refined strategy in the answer"))
+        problem = "no refined strategy in the answer" if bid is None else bid_problem(bid.text)
+        if problem:
+            dropped.append(Dropout(agent.name, REFINER, REFINED, problem))
             continue
         bids.append(bid)
     return bids, dropped, stats
