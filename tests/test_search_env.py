@@ -319,6 +319,19 @@ async def test_search_and_open_tools(index):
     assert "No document has the id 'no-such-doc'" in missing
 
 
+async def test_open_by_rank_opens_that_result_of_the_episodes_last_search(index):
+    env = SearchEnvironment(index)
+    tools = {t.name: t for t in env.tools(_search_task(["Paris"]))}
+    assert "No document has the id '1'" in await tools["open"].run(id="1")  # no search yet
+    listing = await tools["search"].run(query="Paris", k=3)
+    second = re.findall(r"^2\. \[([^\]]+)\]", listing, re.M)[0]
+    assert (await tools["open"].run(id="2")).startswith(f"[{second}]")
+    assert "No document has the id '9'" in await tools["open"].run(id="9")  # beyond the list
+    # Another episode's tools have their own last search.
+    other = {t.name: t for t in env.tools(_search_task(["Paris"]))}
+    assert "No document has the id '2'" in await other["open"].run(id="2")
+
+
 async def test_open_truncates_long_documents():
     idx = SearchIndex.build([Document(id="long", title="Long", text="word " * 2000)])
     env = SearchEnvironment(idx, open_max_chars=100)

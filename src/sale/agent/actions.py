@@ -151,25 +151,29 @@ def example_reply(tools: list[Tool], style: str | None = None) -> str:
     tool, single = tools[0], _single_text_param(tools[0])
     if single == "code":
         return "First I check my code on an example.\n```python\ndef add(a, b):\n    return a + b\nprint(add(2, 3))\n```"
-    usage = describe_text_tools([tool], style).split("\n", 1)[1]
-    return f"First I take the first step of my plan.\n{usage}"
+    return f"First I take the first step of my plan.\n{_usage(tool, _style(style))}"
+
+
+def _usage(tool: Tool, style: str) -> str:
+    """How to write a call of ``tool`` in the text format."""
+    single = _single_text_param(tool)
+    if single and single != "code" and style != "blocks":
+        return f"{tool.name}(<{single}>)" if style == "calls" else f"{tool.name}: <{single}>"
+    if single:
+        return f"```{block_label(tool)}\n<{single}>\n```"
+    props = tool.parameters.get("properties", {})
+    return f"```{block_label(tool)}\n" + "\n".join(f"{name}: <{name}>" for name in props) + "\n```"
 
 
 def describe_text_tools(tools: list[Tool], style: str | None = None) -> str:
-    """The tool list of the text format's prompt: how to call each tool, and what it does."""
+    """The tool list of the text format's prompt: how to call each tool, and what it does.
+    A one-line call comes first on its line (a small model that copies the line still
+    writes an action); a block comes after its description."""
     style = _style(style)
     parts = []
     for tool in tools:
-        single = _single_text_param(tool)
-        label = block_label(tool)
-        if single and single != "code" and style != "blocks":
-            usage = f"{tool.name}(<{single}>)" if style == "calls" else f"{tool.name}: <{single}>"
-        elif single:
-            usage = f"```{label}\n<{single}>\n```"
-        else:
-            props = tool.parameters.get("properties", {})
-            usage = f"```{label}\n" + "\n".join(f"{name}: <{name}>" for name in props) + "\n```"
-        parts.append(f"- {tool.description.strip()}\n{usage}")
+        usage, description = _usage(tool, style), tool.description.strip()
+        parts.append(f"- {usage}  {description}" if "\n" not in usage else f"- {description}\n{usage}")
     return "\n".join(parts)
 
 

@@ -199,7 +199,7 @@ class SearchIndex:
         if not match or k < 1:
             return []
         sql = (
-            "SELECT d.id, d.title, snippet(documents_fts, 1, '', '', ' ... ', 40),"
+            "SELECT d.id, d.title, snippet(documents_fts, 1, '', '', ' ... ', 64),"
             f" bm25(documents_fts, {TITLE_WEIGHT}, {TEXT_WEIGHT}) AS rank"
             " FROM documents_fts JOIN documents AS d ON d.rowid = documents_fts.rowid"
             " WHERE documents_fts MATCH ? ORDER BY rank LIMIT ?"
@@ -404,6 +404,16 @@ class SearchEnvironment:
         )
 
     def tools(self, task: Task) -> list[Tool]:
+        """search and open, for one episode: open(N) can name the N-th result of the
+        episode's last search."""
+        shown: list[str] = []
+
+        async def run_search(query: Any = "", k: Any = None, **extra: Any) -> str:
+            return await self._run_search(query, k, shown=shown, **extra)
+
+        async def run_open(id: Any = "", **extra: Any) -> str:  # noqa: A002
+            return await self._run_open(id, shown=shown, **extra)
+
         return [
             Tool(
                 name="search",
@@ -423,7 +433,7 @@ class SearchEnvironment:
                     },
                     "required": ["query"],
                 },
-                run=self._run_search,
+                run=run_search,
             ),
             Tool(
                 name="open",
@@ -433,24 +443,32 @@ class SearchEnvironment:
                     "properties": {"id": {"type": "string", "description": "a document id"}},
                     "required": ["id"],
                 },
-                run=self._run_open,
+                run=run_open,
             ),
         ]
 
-    async def _run_search(self, query: Any = "", k: Any = None, **_ignored: Any) -> str:
+    async def _run_search(self, query: Any = "", k: Any = None, *, shown: list[str] | None = None, **_ignored: Any) -> str:
+        """Search; with ``shown``, the ids listed are recorded there, best first."""
         query = query if isinstance(query, str) else json.dumps(query)
         hits = self.index.search(query, _clamp_k(k, self.default_k, self.max_k))
         if not hits:
             return f"No documents match {query!r}. Try other keywords."
+        if shown is not None:
+            shown[:] = [hit.id for hit in hits]
         lines = []
         for rank, hit in enumerate(hits, 1):
             snippet = " ".join(hit.snippet.split())
             lines.append(f"{rank}. [{hit.id}] {hit.title}\n   {snippet}")
         return "\n".join(lines)
 
-    async def _run_open(self, id: Any = "", **extra: Any) -> str:  # noqa: A002
+    async def _run_open(self, id: Any = "", *, shown: list[str] | None = None, **extra: Any) -> str:  # noqa: A002
+        """Open a document by id; a bare number that is no id opens the result of that
+        rank in the episode's last search (small models write open(1) for the first)."""
         raw = str(id or extra.get("doc_id") or "").strip()
         doc = self.index.get(raw) or self.index.get(raw.strip("[]\"'` "))
+        rank = raw.strip("[]\"'` #.")
+        if doc is None and shown and rank.isdigit() and 1 <= int(rank) <= len(shown):
+            doc = self.index.get(shown[int(rank) - 1])
         if doc is None:
             return f"No document has the id {raw!r}. Use an id shown in [brackets] by search."
         text = doc.text
