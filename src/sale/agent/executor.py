@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 ACTION_FORMATS = ("text", "tools")
 #: The note after the observation that precedes the agent's last reply.
 LAST_REPLY = {
-    "text": "This is your last reply: give your final answer now.",
+    "text": "This is your last reply: write ANSWER: and your final answer now.",
     "tools": f"This is your last reply: call {SUBMIT_TOOL} with your final answer now.",
 }
 #: The correction for an action identical to one already run (small models loop).
