@@ -16,11 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 
 import yaml
 
@@ -29,35 +25,13 @@ from sale.auction.settings import AuctionSettings
 from sale.config import parse_pool
 from sale.llm.pool import Pool
 from sale.memory.store import InMemoryMemory
-from sale.testing.scripted import scripted_pool_yaml
+from sale.testing.scripted import scripted_pool_yaml, serve_in_process
 from sale.workloads.task import Task
 
 AGENTS = [("a-135m", 0.0135), ("b-0.5b", 0.0494), ("c-1.5b", 0.1544), ("d-7b", 0.7)]
 # One text that is a bid, a per-bid jury answer and a batched jury answer at once.
 TEXT = "SCORE: 3\nBID 1: 3\nBID 2: 2\nBID 3: 4\nBID 4: 3\nplan: search, open, answer"
 ENV = "Tools: search(query) -> documents; open(id) -> text. Answer with a short phrase."
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sale.testing.scripted", "--port", str(port), "--text", TEXT],
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).read()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("scripted server did not start")
 
 
 async def rate(base_url: str, mode: str, n: int) -> float:
@@ -77,15 +51,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--auctions", type=int, default=200)
     args = ap.parse_args()
-    port = free_port()
-    proc = start_server(port)
-    try:
-        base_url = f"http://127.0.0.1:{port}/v1"
+    with serve_in_process(TEXT) as base_url:
         per_bid = asyncio.run(rate(base_url, "per_bid", args.auctions))
         batched = asyncio.run(rate(base_url, "batched", args.auctions))
-    finally:
-        proc.terminate()
-        proc.wait(10)
     print(f"auctions_per_s: {per_bid:.1f} auctions/s")
     print(f"auctions_per_s_batched: {batched:.1f} auctions/s")
 

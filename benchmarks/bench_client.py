@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 
 from sale.llm import models
 from sale.llm.client import ChatClient
 from sale.llm.local import LlamaServer, free_port
+from sale.testing.scripted import serve_in_process
 
 MSG = [{"role": "user", "content": "ping"}]
 
@@ -45,21 +44,9 @@ async def calls_per_s(base_url: str, concurrency: int, calls: int) -> float:
 
 
 def client_bench(calls: int) -> None:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "sale.testing.scripted", "--port", str(port)], stdout=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.05)
-        base = f"http://127.0.0.1:{port}/v1"
+    with serve_in_process() as base:
         print(f"client_calls_per_s_c1: {asyncio.run(calls_per_s(base, 1, calls // 4)):.0f} calls/s")
         print(f"client_calls_per_s_c64: {asyncio.run(calls_per_s(base, 64, calls)):.0f} calls/s")
-    finally:
-        proc.terminate()
-        proc.wait()
 
 
 BODY = {

@@ -3,7 +3,7 @@
     python benchmarks/bench_run.py [--tasks 1000] [--agents 3]
 
 The scripted server runs in its own process and answers every call at once with
-"ANSWER: Paris" (a bid, an unparseable jury score that is imputed, and an immediate
+"I search the notes first. ANSWER: Paris" on two lines (a bid, an unparseable jury score that is imputed, and an immediate
 answer in execution), so the auction, execution, grading, memory, ledger and results
 bookkeeping all run for real while the calls cost next to nothing.
 
@@ -19,21 +19,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import resource
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import yaml
 
 from sale.config import parse_pool
+from sale.jsonl import read_jsonl
 from sale.llm.ledger import Ledger
-from sale.llm.local import free_port
 from sale.llm.pool import Pool
 from sale.run import open_runner
-from sale.testing.scripted import scripted_pool_yaml
+from sale.testing.scripted import scripted_pool_yaml, serve_in_process
 from sale.workloads.task import Document, Task
 
 
@@ -62,6 +59,8 @@ async def bench(n_tasks: int, n_agents: int, base_url: str, out: Path) -> None:
         wall = time.perf_counter() - t
     ledger.close()
     assert summary["tasks"] == n_tasks, summary
+    failed = [r for r in read_jsonl(out / "results.jsonl") if r.get("error")]
+    assert not failed, f"{len(failed)} tasks failed, e.g. {failed[0]['error']}"
     calls = union_seconds([(e.ts - e.latency_s, e.ts) for e in ledger.entries])
     print(f"run_tasks_per_s: {n_tasks / wall:.1f} tasks/s")
     print(f"run_calls_per_task: {len(ledger.entries) / n_tasks:.1f} calls")
@@ -74,23 +73,8 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=1000)
     ap.add_argument("--agents", type=int, default=3)
     args = ap.parse_args()
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "sale.testing.scripted", "--port", str(port), "--text", "ANSWER: Paris"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.05)
-        with tempfile.TemporaryDirectory(prefix="sale-bench-run-") as tmp:
-            asyncio.run(bench(args.tasks, args.agents, f"http://127.0.0.1:{port}/v1", Path(tmp)))
-    finally:
-        server.terminate()
-        server.wait()
+    with serve_in_process("I search the notes first.\nANSWER: Paris") as base_url, tempfile.TemporaryDirectory(prefix="sale-bench-run-") as tmp:
+        asyncio.run(bench(args.tasks, args.agents, base_url, Path(tmp)))
 
 
 if __name__ == "__main__":

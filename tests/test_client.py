@@ -193,3 +193,14 @@ async def test_api_key_from_environment(scripted, monkeypatch):
         await pool["k"].chat(MSG, phase="x")
     assert scripted.requests[-1]["model"] == "k"
     assert scripted.headers[-1].get("Authorization") == "Bearer sekret"
+
+
+async def test_scripted_server_in_its_own_process_answers_and_stops():
+    from sale.testing.scripted import serve_in_process
+
+    with serve_in_process("fixed reply") as base_url:
+        client = ChatClient(base_url, "any", max_retries=0)
+        assert (await client.chat(MSG)).text == "fixed reply"
+    with pytest.raises(LLMConnectionError):  # the process is gone
+        await client.chat(MSG)
+    await client.close()

@@ -10,7 +10,7 @@ calls that never answer. Without a script, a responder function decides the repl
         srv.script("small", Reply("plan: ..."), Reply(status=500))
         ...  # point an agent at srv.base_url with model "small"
 
-Run as a process (used by the benchmarks)::
+Run as a process (used by the benchmarks, through `serve_in_process`)::
 
     python -m sale.testing.scripted --port 8765
 """
@@ -20,12 +20,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import re
+import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from aiohttp import web
 
@@ -246,6 +251,34 @@ def scripted_pool_yaml(base_url: str, agents: list[tuple[str, float]], **agent_f
             f"    price: {{input: {price}, output: {price}}}\n" + extra.rstrip("\n")
         )
     return "\n".join(l.rstrip("\n") for l in lines) + "\n"
+
+
+@contextlib.contextmanager
+def serve_in_process(text: str = "ok", timeout_s: float = 20.0) -> Iterator[str]:
+    """A scripted server answering ``text`` to every call, in a process of its own (so
+    that it does not share the caller's GIL); yields its base URL (``.../v1``), and
+    stops the process on exit."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sale.testing.scripted", "--port", str(port), "--text", text],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the scripted server on port {port} did not start") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait()
 
 
 def main(argv: list[str] | None = None) -> None:
