@@ -29,8 +29,9 @@ from sale.testing.scripted import scripted_pool_yaml, serve_in_process
 from sale.workloads.task import Task
 
 AGENTS = [("a-135m", 0.0135), ("b-0.5b", 0.0494), ("c-1.5b", 0.1544), ("d-7b", 0.7)]
-# One text that is a bid, a per-bid jury answer and a batched jury answer at once.
-TEXT = "SCORE: 3\nBID 1: 3\nBID 2: 2\nBID 3: 4\nBID 4: 3\nplan: search, open, answer"
+# A bid, and a jury answer that is both a per-bid and a batched jury answer.
+BID = "Search the collection for the city, open the best document, then answer with the founder's name."
+JURY = "SCORE: 3\nBID 1: 3\nBID 2: 2\nBID 3: 4\nBID 4: 3"
 ENV = "Tools: search(query) -> documents; open(id) -> text. Answer with a short phrase."
 
 
@@ -43,15 +44,19 @@ async def rate(base_url: str, mode: str, n: int) -> float:
             await auction.run(t.model_copy(update={"id": "warm-" + t.id}), ENV)
         started = time.perf_counter()
         for t in tasks:
-            await auction.run(t, ENV)
-        return n / (time.perf_counter() - started)
+            result = await auction.run(t, ENV)
+        rate = n / (time.perf_counter() - started)
+    calls = result.phases["jury"].calls
+    want = len(AGENTS) ** 2 if mode == "per_bid" else len(AGENTS)
+    assert calls >= want and not result.dropped, f"{mode}: {calls} jury calls (want {want}+), dropped {result.dropped}"
+    return rate
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--auctions", type=int, default=200)
     args = ap.parse_args()
-    with serve_in_process(TEXT) as base_url:
+    with serve_in_process(BID, rules={"juror": JURY}) as base_url:
         per_bid = asyncio.run(rate(base_url, "per_bid", args.auctions))
         batched = asyncio.run(rate(base_url, "batched", args.auctions))
     print(f"auctions_per_s: {per_bid:.1f} auctions/s")

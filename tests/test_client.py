@@ -198,9 +198,11 @@ async def test_api_key_from_environment(scripted, monkeypatch):
 async def test_scripted_server_in_its_own_process_answers_and_stops():
     from sale.testing.scripted import serve_in_process
 
-    with serve_in_process("fixed reply") as base_url:
+    with serve_in_process("fixed reply", rules={"juror": "SCORE: 4"}) as base_url:
         client = ChatClient(base_url, "any", max_retries=0)
         assert (await client.chat(MSG)).text == "fixed reply"
+        juror = [{"role": "user", "content": "You are a juror. Score it."}]
+        assert (await client.chat(juror)).text == "SCORE: 4"
     with pytest.raises(LLMConnectionError):  # the process is gone
         await client.chat(MSG)
     await client.close()

@@ -254,15 +254,17 @@ def scripted_pool_yaml(base_url: str, agents: list[tuple[str, float]], **agent_f
 
 
 @contextlib.contextmanager
-def serve_in_process(text: str = "ok", timeout_s: float = 20.0) -> Iterator[str]:
-    """A scripted server answering ``text`` to every call, in a process of its own (so
-    that it does not share the caller's GIL); yields its base URL (``.../v1``), and
-    stops the process on exit."""
+def serve_in_process(text: str = "ok", rules: dict[str, str] | None = None, timeout_s: float = 20.0) -> Iterator[str]:
+    """A scripted server in a process of its own (so that it does not share the caller's
+    GIL), answering ``text`` to every call, or ``rules[s]`` to a call whose prompt
+    contains ``s`` (first match wins); yields its base URL (``.../v1``) and stops the
+    process on exit."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sale.testing.scripted", "--port", str(port), "--text", text],
+        [sys.executable, "-m", "sale.testing.scripted", "--port", str(port), "--text", text,
+         *(arg for s, reply in (rules or {}).items() for arg in ("--rule", f"{s}={reply}"))],
         stdout=subprocess.DEVNULL,
     )
     try:
@@ -285,8 +287,20 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Serve scripted chat completions (echo 'ok') on loopback.")
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--text", default="ok")
+    ap.add_argument("--rule", action="append", default=[], metavar="SUBSTRING=TEXT",
+                    help="answer TEXT to a call whose prompt contains SUBSTRING (repeatable; first match wins)")
     args = ap.parse_args(argv)
-    srv = ScriptedServer(lambda _req: Reply(args.text), port=args.port)
+    rules = []
+    for rule in args.rule:
+        if "=" not in rule:
+            ap.error(f"--rule {rule!r}: expected SUBSTRING=TEXT")
+        rules.append(tuple(rule.split("=", 1)))
+
+    def respond(request: dict[str, Any]) -> Reply:
+        prompt = prompt_text(request)
+        return Reply(next((reply for sub, reply in rules if sub in prompt), args.text))
+
+    srv = ScriptedServer(respond, port=args.port)
 
     async def serve() -> None:
         runner = web.AppRunner(srv._app(), access_log=None)
