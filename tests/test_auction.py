@@ -256,6 +256,32 @@ async def test_refinement_runs_for_cheaper_agents_with_pairs_and_can_win(scripte
     assert rec.winning_bid().kind == "refined"
 
 
+async def test_batched_refinement_judges_the_provisional_winner_again_beside_the_refined_bids(scripted):
+    # A juror that scores a lone plan 5 but, beside others, the first one it sees 1 and
+    # the rest 0: judged alone, the refined bid would win; judged beside the provisional
+    # winner's bid on one scale, it must beat the score that bid gets in the same call.
+    def lenient_alone(kind, blocks):
+        if not any(REFINED_TEXT in b for b in blocks):  # the original round, as usual
+            return Reply("\n".join(f"BID {k}: {quality(b)}" for k, b in enumerate(blocks, 1)))
+        if len(blocks) == 1:
+            return Reply("BID 1: 5")
+        return Reply("\n".join(f"BID {k}: {1 if k == 1 else 0}" for k in range(1, len(blocks) + 1)))
+
+    script = Script(standard_bids(), refine={"small": refine_reply()}, jury={n: lenient_alone for n in PRICE})
+    memory = memory_with_pairs("small", "big")
+    async with scripted_pool(scripted, script) as pool:
+        result = await Auction(pool, memory, AuctionSettings(), WEIGHTS).run(TASK, ENV)
+    assert result.refinement.ran and result.refinement.reference is not None
+    stage = [t for k, _, t in script.prompts if k == "jury_batch"][-1]
+    assert len(_BLOCK.findall(stage)) == 2  # the provisional winner's bid, then the refined one
+    ref = result.refinement.reference
+    assert set(ref["jury"].values()) == {1.0}
+    refined = next(b for b in result.bids if b.kind == "refined")
+    assert {j.score for j in refined.jury.values()} == {0.0} and refined.total > ref["total"]
+    assert result.winner == result.provisional_winner and result.winner_kind == "original"
+    assert AuctionResult.from_dict(result.to_dict()).refinement.reference == ref
+
+
 async def test_refined_bid_that_does_not_beat_the_winner_loses(scripted):
     script = Script(standard_bids(), refine={"small": refine_reply("Guess the answer. Q1")})
     async with scripted_pool(scripted, script) as pool:

@@ -14,8 +14,10 @@
 3. If the provisional winner is not the cheapest agent of the pool, every agent
    cheaper than it retrieves the k most similar past auctions from memory and, if it
    finds contrastive pairs there, writes a refined bid (refine.py). Refined bids are
-   scored the same way (the jury scores them in a stage of their own). The best
-   refined bid wins if its C - V is lower than the provisional winner's.
+   scored the same way (the jury scores them in a stage of their own; with the batched
+   jury the provisional winner's bid is judged again beside them, as the reference).
+   The best refined bid wins if its C - V is lower than the provisional winner's (the
+   reference's, where there is one).
 4. The auction is stored in memory; the execution's outcome is added later with
    ``memory.set_outcome``.
 
@@ -183,7 +185,12 @@ class Auction:
 
     async def _refine(
         self, task: Task, env_desc: str, provisional: ScoredBid, phases: dict[str, PhaseStats], dropped: list[Dropout]
-    ) -> tuple[Refinement, list[ScoredBid]]:
+    ) -> tuple[Refinement, list[ScoredBid], ScoredBid | None]:
+        """Refined bids of the agents cheaper than the provisional winner, scored by the
+        jury, and the reference (see `Refinement`): with the batched jury the provisional
+        winner's bid is judged again beside the refined bids, so that each juror scores
+        challengers and the bid they must beat on one scale (judged alone, a plan gets
+        scores a juror would not give it beside others)."""
         refinement = Refinement()
         winner_price = self.pool[provisional.agent].unit_price
         cheaper = [a for a in self.pool if a.unit_price < winner_price]
@@ -195,24 +202,29 @@ class Auction:
         elif not cheaper:
             refinement.reason = "the provisional winner is the cheapest agent"
         if refinement.reason:
-            return refinement, []
+            return refinement, [], None
         pairs = self._gather_pairs(task, cheaper, refinement)
         if not any(pairs.values()):
             refinement.reason = "no contrastive pairs in memory for the cheaper agents"
-            return refinement, []
+            return refinement, [], None
         refinement.ran = True
         refinement.reason = "the provisional winner is not the cheapest agent"
         bids, refine_dropped, stats = await refine_bids(cheaper, task.prompt, env_desc, pairs, self.settings)
         phases["refine"] = stats
         dropped += refine_dropped
         refinement.refined = [b.agent for b in bids]
+        reference = None
         if bids and not self.settings.no_jury:
+            judged = bids
+            if self.settings.jury_mode == "batched":
+                reference = ScoredBid.from_dict({**provisional.to_dict(), "jury": {}})
+                judged = [reference, *bids]
             jury_dropped, jury_stats = await score_bids(
-                list(self.pool), task.prompt, env_desc, bids, self.settings, REFINED
+                list(self.pool), task.prompt, env_desc, judged, self.settings, REFINED
             )
             dropped += jury_dropped
             phases["jury"].merge(jury_stats)
-        return refinement, bids
+        return refinement, bids, reference
 
     # ------------------------------------------------------------------ the auction
 
@@ -234,13 +246,21 @@ class Auction:
             for b in bids:
                 self.score(b)
             provisional = self.best(bids)
-            refinement, refined = await self._refine(task, env_desc, provisional, phases, dropped)
+            refinement, refined, reference = await self._refine(task, env_desc, provisional, phases, dropped)
             for b in refined:
                 self.score(b)
+            bar = provisional.total
+            if reference is not None:
+                self.score(reference)
+                bar = reference.total
+                refinement.reference = {
+                    "jury": {j: s.score for j, s in reference.jury.items()},
+                    "jury_term": reference.jury_term, "total": reference.total,
+                }  # fmt: skip
             final = provisional
             if refined:
                 challenger = self.best(refined)
-                if challenger.total < provisional.total:
+                if challenger.total < bar:
                     final = challenger
             result = AuctionResult(
                 task_id=task.id,

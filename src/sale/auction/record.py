@@ -175,7 +175,10 @@ class Refinement:
     """Whether refinement ran, why (not), and for whom.
 
     ``agents``: the agents cheaper than the provisional winner; ``pairs``: how many
-    contrastive pairs each found; ``refined``: those that wrote a refined bid.
+    contrastive pairs each found; ``refined``: those that wrote a refined bid;
+    ``reference``: with the batched jury, the provisional winner's bid scored again in
+    the same jury calls as the refined bids (``jury`` scores, ``jury_term``, ``total``),
+    the bar a refined bid must beat.
     """
 
     ran: bool = False
@@ -184,6 +187,7 @@ class Refinement:
     retrieved: list[str] = field(default_factory=list)
     pairs: dict[str, int] = field(default_factory=dict)
     refined: list[str] = field(default_factory=list)
+    reference: dict[str, Any] | None = None
 
 
 @dataclass
