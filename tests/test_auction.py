@@ -581,6 +581,28 @@ async def test_original_round_round_trips_and_is_reused_without_calls(scripted):
             await Auction(pool, None, AuctionSettings(jury_mode="per_bid"), WEIGHTS).run(TASK, ENV, original=rnd)
         with pytest.raises(AuctionError, match="for task 't-now'"):
             await auction.run(Task(id="other", domain="search", prompt="x"), ENV, original=rnd)
+        # A round made with other prompt files is not reused either.
+        stale = Round.from_dict({**rnd.to_dict(), "settings": {**rnd.settings, "prompts": "0123456789ab"}})
+        with pytest.raises(AuctionError, match="prompts='0123456789ab'"):
+            await auction.run(TASK, ENV, original=stale)
+
+
+def test_round_key_changes_with_the_prompt_files(tmp_path, monkeypatch):
+    from sale.auction import settings as settings_module
+    from sale.auction.bids import load_template
+
+    key = AuctionSettings().round_key()
+    assert len(key["prompts"]) == 12
+    root = tmp_path / "sale"
+    (root / "prompts").mkdir(parents=True)
+    for name in settings_module.ROUND_PROMPTS:
+        (root / "prompts" / name).write_text(load_template(name) + ("\nBe brief." if name == "jury_batch.txt" else ""))
+    monkeypatch.setattr(settings_module.resources, "files", lambda package: root)
+    settings_module.round_prompts_digest.cache_clear()
+    try:
+        assert AuctionSettings().round_key()["prompts"] != key["prompts"]
+    finally:
+        settings_module.round_prompts_digest.cache_clear()
 
 
 # ----------------------------------------------------------------------------- settings, router
