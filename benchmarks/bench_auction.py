@@ -45,11 +45,11 @@ async def rate(base_url: str, mode: str, n: int) -> float:
         started = time.perf_counter()
         for t in tasks:
             result = await auction.run(t, ENV)
-        rate = n / (time.perf_counter() - started)
+        per_s = n / (time.perf_counter() - started)
     calls = result.phases["jury"].calls
     want = len(AGENTS) ** 2 if mode == "per_bid" else len(AGENTS)
     assert calls >= want and not result.dropped, f"{mode}: {calls} jury calls (want {want}+), dropped {result.dropped}"
-    return rate
+    return per_s
 
 
 def main() -> None:

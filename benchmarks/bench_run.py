@@ -3,9 +3,10 @@
     python benchmarks/bench_run.py [--tasks 1000] [--agents 3]
 
 The scripted server runs in its own process and answers every call at once with
-"I search the notes first. ANSWER: Paris" on two lines (a bid, an unparseable jury score that is imputed, and an immediate
-answer in execution), so the auction, execution, grading, memory, ledger and results
-bookkeeping all run for real while the calls cost next to nothing.
+"I search the notes first." and "ANSWER: Paris" on two lines (a bid, an unparseable
+jury score that is imputed, and an immediate answer in execution), so the auction,
+execution, grading, memory, ledger and results bookkeeping all run for real while the
+calls cost next to nothing.
 
 Prints:
   run_tasks_per_s            tasks finished per second
@@ -73,7 +74,8 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=1000)
     ap.add_argument("--agents", type=int, default=3)
     args = ap.parse_args()
-    with serve_in_process("I search the notes first.\nANSWER: Paris") as base_url, tempfile.TemporaryDirectory(prefix="sale-bench-run-") as tmp:
+    reply = "I search the notes first.\nANSWER: Paris"
+    with serve_in_process(reply) as base_url, tempfile.TemporaryDirectory(prefix="sale-bench-run-") as tmp:
         asyncio.run(bench(args.tasks, args.agents, base_url, Path(tmp)))
 
 

@@ -128,10 +128,18 @@ def _style(style: str | None) -> str:
     return style
 
 
+def _one_line_param(tool: Tool, style: str) -> str | None:
+    """The parameter of a tool written on one line in ``style`` (``search(<query>)``),
+    or None when the tool is written as a fenced block (code, several parameters, or
+    the "blocks" style)."""
+    single = _single_text_param(tool)
+    return single if single and single != "code" and style != "blocks" else None
+
+
 def short_form(tool: Tool, style: str | None = None) -> str:
     """How prompts and corrections name a tool's action: search(...), 'search: ...' or ```python."""
-    style, single = _style(style), _single_text_param(tool)
-    if single and single != "code" and style != "blocks":
+    style = _style(style)
+    if _one_line_param(tool, style):
         return f"{tool.name}(...)" if style == "calls" else f"'{tool.name}: ...'"
     return f"```{block_label(tool)}"
 
@@ -156,9 +164,10 @@ def example_reply(tools: list[Tool], style: str | None = None) -> str:
 
 def _usage(tool: Tool, style: str) -> str:
     """How to write a call of ``tool`` in the text format."""
+    one_line = _one_line_param(tool, style)
+    if one_line:
+        return f"{tool.name}(<{one_line}>)" if style == "calls" else f"{tool.name}: <{one_line}>"
     single = _single_text_param(tool)
-    if single and single != "code" and style != "blocks":
-        return f"{tool.name}(<{single}>)" if style == "calls" else f"{tool.name}: <{single}>"
     if single:
         return f"```{block_label(tool)}\n<{single}>\n```"
     props = tool.parameters.get("properties", {})

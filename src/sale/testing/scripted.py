@@ -23,7 +23,6 @@ import collections
 import contextlib
 import json
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from aiohttp import web
+
+from sale.llm.local import free_port
 
 _TOKEN = re.compile(r"\s*\S+")
 
@@ -259,9 +260,7 @@ def serve_in_process(text: str = "ok", rules: dict[str, str] | None = None, time
     GIL), answering ``text`` to every call, or ``rules[s]`` to a call whose prompt
     contains ``s`` (first match wins); yields its base URL (``.../v1``) and stops the
     process on exit."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "sale.testing.scripted", "--port", str(port), "--text", text,
          *(arg for s, reply in (rules or {}).items() for arg in ("--rule", f"{s}={reply}"))],
