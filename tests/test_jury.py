@@ -150,3 +150,64 @@ async def test_injection_moves_the_naive_jury_only(scripted, hardened, winner):
     big = next(b for b in result.bids if b.agent == "big")
     assert {s.score for s in big.jury.values()} == ({0} if hardened else {5})  # hardened: 0 by rule
     assert result.winner == winner
+
+
+# ----------------------------------------------------------------------------- expected score
+
+# Both jurors write 0 for both bids, but put their remaining weight on different digits:
+# on 4 and 5 for the big agent's plan, on 1 and 2 for the small one's.
+_LEAN = {"Plan A: guess.": ["0", "1", "2"], "Plan B: search, open, answer.": ["0", "4", "5"]}
+_LOGPROBS = [-0.4, -1.2, -3.0]
+
+
+def leaning_juror(request):
+    text = prompt_text(request)
+    if "You are one of several agents bidding" in text:
+        return Reply({"small": "Plan A: guess.", "big": "Plan B: search, open, answer."}[request["model"]])
+    bid = _HARD.search(text)[2]
+    # Tokens of "SCORE: 0" are "SCORE:", " 0": the score is token 1.
+    return Reply("SCORE: 0", top_logprobs=_LOGPROBS, alternatives={1: _LEAN[bid]})
+
+
+def _expected(digits):
+    import math
+
+    w = [math.exp(lp) for lp in _LOGPROBS]
+    return sum(int(d) * x for d, x in zip(digits, w)) / sum(w)
+
+
+@pytest.mark.parametrize("jury_score, winner", [("expected", "big"), ("written", "small")])
+async def test_expected_score_reads_the_jurors_leaning_behind_a_written_zero(scripted, jury_score, winner):
+    scripted.responder = leaning_juror
+    cfg = parse_pool(yaml.safe_load(scripted_pool_yaml(scripted.base_url, [("small", 0.1), ("big", 0.4)], max_retries=0)))
+    weights = Weights(w_cost=0.0, w_entropy=0.0, w_jury={"small": 0.5, "big": 0.5})
+    task = Task(id="t", domain="search", prompt="Who wrote it?")
+    settings = AuctionSettings(jury_mode="per_bid", jury_score=jury_score)
+    async with Pool(cfg) as pool:
+        result = await Auction(pool, None, settings, weights).run(task, "Tools: search")
+    for bid in result.bids:
+        want = _expected(_LEAN[bid.text]) if jury_score == "expected" else 0.0
+        assert all(s.raw == 0 and not s.imputed for s in bid.jury.values())
+        assert [s.score for s in bid.jury.values()] == pytest.approx([want, want])
+    assert result.winner == winner
+
+
+async def test_batched_expected_score_reads_each_bids_line(scripted):
+    def responder(request):
+        text = prompt_text(request)
+        if "You are one of several agents bidding" in text:
+            return Reply({"small": "Plan A: guess.", "big": "Plan B: search, open, answer."}[request["model"]])
+        first, second = re.findall(r"<bid-([0-9a-f]+) \d>\n(.*?)\n</bid-\1>", text, re.S)
+        # Tokens: "BID", " 1:", " 0", "\nBID", " 2:", " 0": the scores are tokens 2 and 5.
+        return Reply("BID 1: 0\nBID 2: 0", top_logprobs=_LOGPROBS,
+                     alternatives={2: _LEAN[first[1]], 5: _LEAN[second[1]]})  # fmt: skip
+
+    scripted.responder = responder
+    cfg = parse_pool(yaml.safe_load(scripted_pool_yaml(scripted.base_url, [("small", 0.1), ("big", 0.4)], max_retries=0)))
+    weights = Weights(w_cost=0.0, w_entropy=0.0, w_jury={"small": 0.5, "big": 0.5})
+    task = Task(id="t", domain="search", prompt="Who wrote it?")
+    async with Pool(cfg) as pool:
+        result = await Auction(pool, None, AuctionSettings(jury_mode="batched"), weights).run(task, "Tools: search")
+    for bid in result.bids:
+        assert [s.score for s in bid.jury.values()] == pytest.approx([_expected(_LEAN[bid.text])] * 2)
+    assert result.winner == "big"

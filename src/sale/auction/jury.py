@@ -25,6 +25,13 @@ says", so this rule does not depend on them. Without hardening a naive prompt
 pastes the bid inline and the first digit of the answer is taken (for measuring
 injection, not for use).
 
+The score used is, by default (``jury_score: expected``), the juror's expected score
+where it wrote its number: the digits 0..5 among that token's top log-probability
+alternatives, weighted by their probabilities (`expected_score`). Small jurors write
+the same digit for most bids (0 or 5), yet the weight they put on the other digits
+still tells a good plan from a poor one. Where the endpoint returns no alternatives
+the written number is used.
+
 A missing score (failed call, unparseable answer, out-of-range number) never stops the
 auction. It is imputed, in this order, by: the mean of the other jurors' scores of the
 same bid; else the mean of this juror's scores of the other bids scored in the same
@@ -34,6 +41,7 @@ stage; else 2.5, the middle of the scale. The imputed flag and the reason are ke
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import secrets
 import time
@@ -41,6 +49,7 @@ import unicodedata
 from collections.abc import Sequence
 
 from sale.auction.bids import load_template, render
+from sale.auction.entropy import token_span
 from sale.auction.record import JUROR, Dropout, JuryScore, PhaseStats, ScoredBid
 from sale.auction.settings import AuctionSettings
 from sale.llm.client import Completion, LLMError
@@ -159,39 +168,64 @@ def batch_prompt(
 # ----------------------------------------------------------------------------- parsing
 
 
-def parse_score(answer: str, *, hardened: bool = True) -> float | None:
-    """The score in a per-bid answer, or None.
+def _read(answer: str, n: int, batched: bool, hardened: bool) -> list[tuple[float, int, int] | None]:
+    """For bids 1..n: (score, start, end) of the number the juror wrote, or None.
 
-    Hardened: the last ``SCORE: n`` line, or an answer that is only a number.
-    Naive: the first digit in the answer.
+    Per bid, hardened: the last ``SCORE: n`` line, or an answer that is only a number;
+    naive: the first digit. Batched, hardened: lines ``BID k: n``, the last line for
+    each k winning; naive: for each k, the first digit after the first standalone k.
+    An out-of-range number counts as missing.
     """
-    if not hardened:
-        m = re.search(r"\d", answer)
-        return _in_range(m[0]) if m else None
-    matches = _SCORE_LINE.findall(answer)
-    if matches:
-        return _in_range(matches[-1])
-    m = _BARE.match(answer)
-    return _in_range(m[1]) if m else None
+    found: list[re.Match | None] = [None] * n
+    group = 1
+    if not batched:
+        if not hardened:
+            found[0] = re.search(r"(\d)", answer)
+        else:
+            found[0] = ([*_SCORE_LINE.finditer(answer)] or [None])[-1] or _BARE.match(answer)
+    elif not hardened:
+        found = [re.search(rf"(?<!\d){k}(?!\d)\D*?(\d)", answer) for k in range(1, n + 1)]
+    else:
+        group = 2
+        for m in _BID_LINE.finditer(answer):
+            if 1 <= int(m[1]) <= n:
+                found[int(m[1]) - 1] = m
+    out: list[tuple[float, int, int] | None] = []
+    for m in found:
+        value = _in_range(m[group]) if m else None
+        out.append(None if value is None else (value, *m.span(group)))
+    return out
+
+
+def parse_score(answer: str, *, hardened: bool = True) -> float | None:
+    """The score in a per-bid answer, or None (see `_read`)."""
+    found = _read(answer, 1, False, hardened)[0]
+    return found[0] if found else None
 
 
 def parse_batch(answer: str, n: int, *, hardened: bool = True) -> list[float | None]:
-    """Scores of bids 1..n in a batched answer (None where missing).
+    """Scores of bids 1..n in a batched answer, None where missing (see `_read`)."""
+    return [found[0] if found else None for found in _read(answer, n, True, hardened)]
 
-    Hardened: lines ``BID k: n``, the last line for each k winning.
-    Naive: for each k, the first digit after the first standalone k.
+
+def expected_score(completion: Completion, start: int, end: int) -> float | None:
+    """The juror's expected score at the written number ``completion.text[start:end]``:
+    the mean of the digits 0..5 among that token's top alternatives, weighted by their
+    probabilities. None when the number is not one token carrying alternatives.
+
+    A small juror that writes 0 for most bids still puts more weight on 3 or 4 for a
+    good plan than for a bad one; the written digit alone throws that away.
     """
-    out: list[float | None] = [None] * n
-    if not hardened:
-        for k in range(1, n + 1):
-            m = re.search(rf"(?<!\d){k}(?!\d)\D*?(\d)", answer)
-            out[k - 1] = _in_range(m[1]) if m else None
-        return out
-    for k, value in _BID_LINE.findall(answer):
-        k = int(k)
-        if 1 <= k <= n:
-            out[k - 1] = _in_range(value)
-    return out
+    span = token_span(completion.logprobs, completion.text, start, end)
+    if span is None or span.stop - span.start != 1:
+        return None
+    weights: dict[int, float] = {}
+    for token, logprob in completion.logprobs[span.start].top:
+        digit = token.strip()
+        if len(digit) == 1 and digit in "012345":
+            weights[int(digit)] = weights.get(int(digit), 0.0) + math.exp(logprob)
+    total = sum(weights.values())
+    return sum(k * w for k, w in weights.items()) / total if total > 0 else None
 
 
 # ----------------------------------------------------------------------------- the jury
@@ -236,11 +270,16 @@ async def score_bids(
     why: dict[tuple[int, str], str] = {}
     failures: dict[str, list[str]] = {}
 
+    # The expected score needs the answer's log-probabilities (hardened prompts only).
+    expected = hardened and settings.jury_score == "expected"
+    weighted: dict[tuple[int, str], float | None] = {}
+
     async def ask(juror: Agent, prompt: str, max_tokens: int) -> Completion | LLMError:
         try:
             return await juror.chat(
                 [{"role": "user", "content": prompt}], phase="jury", max_tokens=max_tokens,
                 temperature=settings.jury_temperature, timeout_s=settings.call_timeout_s,
+                top_logprobs=settings.top_logprobs if expected else None,
             )  # fmt: skip
         except LLMError as exc:
             return exc
@@ -273,16 +312,17 @@ async def score_bids(
                 why[i, juror.name] = "call failed"
             continue
         stats.add(answer)
-        if settings.jury_mode == "per_bid":
-            values = [parse_score(answer.text, hardened=hardened)]
-        else:
-            values = parse_batch(answer.text, len(idx), hardened=hardened)
-        for i, value in zip(idx, values):
-            raw[i][juror.name] = value
-            if value is None:
+        for i, found in zip(idx, _read(answer.text, len(idx), settings.jury_mode == "batched", hardened)):
+            if found is None:
                 why[i, juror.name] = "no score in answer: " + repr(answer.text[:80])
+                continue
+            raw[i][juror.name] = found[0]
+            if expected:
+                weighted[i, juror.name] = expected_score(answer, found[1], found[2])
 
-    filled = impute(raw)
+    # Imputation works on the scores used (expected where known), raw keeps the digit.
+    used = [{j: v if weighted.get((i, j)) is None else weighted[i, j] for j, v in r.items()} for i, r in enumerate(raw)]
+    filled = impute(used)
     for i, bid in enumerate(bids):
         bid.jury = {
             j: JuryScore(score=score, imputed=imputed, raw=raw[i][j], reason=why.get((i, j), ""))

@@ -27,8 +27,9 @@ class AuctionError(SaleError):
 class JuryScore:
     """One juror's score of one bid.
 
-    ``score`` is the value used in V (0..5); ``raw`` the score parsed from the juror's
-    answer, None when it is missing, in which case ``imputed`` is True and ``reason``
+    ``score`` is the value used in V (0..5: the expected score where the juror's
+    log-probabilities give one, else the written one); ``raw`` the number written in
+    the juror's answer, None when it is missing, in which case ``imputed`` is True and ``reason``
     says why (the call failed, the answer did not parse).
     """
 

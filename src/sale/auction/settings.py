@@ -36,6 +36,7 @@ ROUND_FIELDS = (
     "jury_max_tokens",
     "jury_temperature",
     "jury_hardening",
+    "jury_score",
     "jury",
     "no_jury",
 )
@@ -70,6 +71,10 @@ class AuctionSettings(BaseModel):
       - ``jury_temperature``: sampling temperature of jurors.
       - ``jury_hardening``: the bid-as-data prompt and strict parsing; False uses a
         naive prompt (bid pasted inline, first digit taken), for measuring injection.
+      - ``jury_score``: "expected" (the default) uses the probability-weighted mean of
+        the digits 0..5 the juror considered where it wrote its score (from the
+        ``top_logprobs`` alternatives; the written number where the endpoint gives
+        none); "written" uses the number as written.
       - ``jury``: who scores a bid: "all" (self and peers), "self" (its bidder only)
         or "peer" (every juror but its bidder).
 
@@ -104,6 +109,7 @@ class AuctionSettings(BaseModel):
     jury_max_tokens: int = Field(default=12, gt=0, le=1024)
     jury_temperature: float = Field(default=0.0, ge=0, le=2)
     jury_hardening: bool = True
+    jury_score: Literal["expected", "written"] = "expected"
     jury: Literal["all", "self", "peer"] = "all"
 
     refine_k: int = Field(default=8, ge=1, le=256)

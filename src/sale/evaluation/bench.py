@@ -531,11 +531,13 @@ class Bench:
 
     # ------------------------------------------------------------------ weights
 
-    def fit_examples(self) -> list[FitExample]:
-        """One example per training task: its original bids' features and who succeeded."""
+    def fit_examples(self, settings: AuctionSettings | None = None) -> list[FitExample]:
+        """One example per training task: its original bids' features (from the round
+        under ``settings``, default the main ones) and who succeeded."""
+        key = round_key(settings) if settings else self.main_key
         examples = []
         for task in self.train:
-            hit = self.rounds.get(self.main_key, task.id)
+            hit = self.rounds.get(key, task.id)
             if hit is None or not self.matrix.is_complete(task.id):
                 continue
             bids = {
@@ -557,19 +559,24 @@ class Bench:
             self.say(f"weights: read {path}")
         else:
             examples = self.fit_examples()
-            try:
-                weights = fit_minmax(examples)
-            except FitError as exc:
-                weights = default_weights(self.pool.names, {a.name: a.unit_price for a in self.pool})
-                weights.meta = {"method": "default", "fit_error": str(exc)}
-            for name in self.pool.names:  # a juror that never scored gets no say
-                weights.w_jury.setdefault(name, 0.0)
+            weights = self._fit(examples)
             weights.to_file(path)
             weights = Weights.from_file(path)  # as a rerun will read it
             accuracy = weights.meta.get("train_accuracy")
             shown = f", train accuracy {accuracy:.0%}" if isinstance(accuracy, float) else ""
             self.say(f"weights: {weights.meta.get('method')} fit on {len(examples)} training tasks{shown}")
         weights.check_jurors(self.pool.names)
+        return weights
+
+    def _fit(self, examples: list[FitExample]) -> Weights:
+        """Weights fitted on ``examples``; the defaults (with the reason) where that fails."""
+        try:
+            weights = fit_minmax(examples)
+        except FitError as exc:
+            weights = default_weights(self.pool.names, {a.name: a.unit_price for a in self.pool})
+            weights.meta = {"method": "default", "fit_error": str(exc)}
+        for name in self.pool.names:  # a juror that never scored gets no say
+            weights.w_jury.setdefault(name, 0.0)
         return weights
 
     # ------------------------------------------------------------------ SALE orderings
@@ -742,15 +749,19 @@ class Bench:
         return auction.best(bids).agent
 
     async def compare_jury_stage(self, weights: Weights) -> dict[str, Any]:
-        """The test tasks' original bids scored in both jury modes: cost per mode and agreement."""
+        """The original bids scored in both jury modes: cost per mode, agreement, and how
+        well each mode's provisional winner does (its cell of the outcome matrix), with
+        weights fitted on each mode's own training rounds."""
         main = self.settings.jury_mode
         other = "per_bid" if main == "batched" else "batched"
         other_settings = AuctionSettings.from_dict({**self.settings.model_dump(), "jury_mode": other})
         modes = {main: self.settings, other: other_settings}
-        await self.rounds_stage(modes[other], self.test, f"{other} jury, test split")
+        await self.rounds_stage(modes[other], [*self.train, *self.test], f"{other} jury")
+        fitted = {main: weights, other: self._fit(self.fit_examples(other_settings))}
         per_mode: dict[str, Any] = {}
         winners: dict[str, list[str]] = {}
         n = len(self.test)
+        largest = self.matrix.largest
         for mode, settings in modes.items():
             bid, jury = PhaseStats(), PhaseStats()
             winners[mode] = []
@@ -758,8 +769,11 @@ class Bench:
                 rnd, _ = await self.round_for(settings, task)
                 bid.merge(rnd.phases.get("bid", PhaseStats()))
                 jury.merge(rnd.phases.get("jury", PhaseStats()))
-                winners[mode].append(self._provisional(settings, weights, rnd))
+                winners[mode].append(self._provisional(settings, fitted[mode], rnd))
+            passed = [self.matrix.success(t.id).get(w, False) for t, w in zip(self.test, winners[mode])]
             per_mode[mode] = {
+                "provisional_winner_pass_rate": sum(passed) / n,
+                "provisional_winner_largest_share": winners[mode].count(largest) / n,
                 "jury_calls_per_task": jury.calls / n,
                 "jury_tokens_per_task": jury.tokens / n,
                 "jury_dollars_per_task": jury.dollars / n,
@@ -773,7 +787,8 @@ class Bench:
             "jury modes: "
             + "; ".join(
                 f"{m}: {s['jury_calls_per_task']:.1f} calls, {s['jury_tokens_per_task']:.0f} tokens, "
-                f"${s['jury_dollars_per_task']:.3g}, {s['jury_wall_s_per_task']:.2f} s per task"
+                f"${s['jury_dollars_per_task']:.3g}, {s['jury_wall_s_per_task']:.2f} s per task, "
+                f"provisional winner passes {s['provisional_winner_pass_rate']:.0%}"
                 for m, s in per_mode.items()
             )
             + f"; same provisional winner on {same:.0%} of {n} tasks"
@@ -783,7 +798,8 @@ class Bench:
             "modes": per_mode,
             "same_provisional_winner": same,
             "tasks": n,
-            "note": "The same original bids, scored by each mode's jury; provisional winners with the fitted weights. "
+            "note": "The same original bids, scored by each mode's jury; provisional winners with weights fitted on "
+            "that mode's training rounds, graded by their cell of the outcome matrix (no refinement). "
             "Jury wall time is measured per task while other tasks' rounds may run alongside (--parallel).",
         }
 

@@ -46,6 +46,8 @@ class Reply:
     - ``top_logprobs``: the log-probabilities of the top-k alternatives at every token,
       the chosen token first (e.g. [-0.01, -5, -6] is a confident token, [-1.1]*3 an
       unsure one); truncated or padded to the k the request asks for.
+    - ``alternatives``: token index -> the strings of that token's top-k alternatives
+      (the chosen token first); elsewhere they are the token itself and "<altJ>".
     - ``tool_calls``: OpenAI-format tool calls ({"name":..., "arguments": {...}}).
     - ``status``/``retry_after``: an HTTP error answer; ``raw``: a body sent as is.
     - ``delay``: seconds to wait before answering; ``hang``: never answer.
@@ -54,6 +56,7 @@ class Reply:
 
     text: str = "ok"
     top_logprobs: list[float] = field(default_factory=lambda: [-0.05, -3.5, -4.5, -5.5, -6.5])
+    alternatives: dict[int, list[str]] = field(default_factory=dict)
     tool_calls: list[dict[str, Any]] | None = None
     status: int = 200
     retry_after: float | None = None
@@ -100,8 +103,9 @@ def completion_body(request: dict[str, Any], reply: Reply) -> dict[str, Any]:
     if request.get("logprobs"):
         dist = (reply.top_logprobs + [reply.top_logprobs[-1] - 1.0] * k)[: max(k, 1)]
         content = []
-        for t in tokens:
-            alts = [{"token": t if j == 0 else f"<alt{j}>", "logprob": lp} for j, lp in enumerate(dist[:k])]
+        for i, t in enumerate(tokens):
+            names = reply.alternatives.get(i) or [t, *(f"<alt{j}>" for j in range(1, k))]
+            alts = [{"token": name, "logprob": lp} for name, lp in zip(names, dist[:k])]
             content.append({"token": t, "logprob": dist[0], "top_logprobs": alts})
         choice["logprobs"] = {"content": content}
     if reply.usage:
