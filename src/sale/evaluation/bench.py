@@ -1016,7 +1016,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--jury-mode", choices=("batched", "per_bid"),
         help="jury mode of the auction (default: the pool file's, else batched)")
     add("--compare-jury", action="store_true",
-        help="also score the test tasks' bids in the other jury mode and compare the two")
+        help="also score the original bids in the other jury mode (weights fitted on its own training rounds) "
+        "and compare the two: cost, agreement, and how often each mode's provisional winner passes")
     add("--parallel", type=int, default=1, help="rounds and matrix executions run at once (default 1)")
     add("--embedder", default="lexical", help="auction memory embedder: lexical (default) or minilm")
     add("--no-pull", dest="pull", action="store_false", help="do not fetch missing models")
