@@ -11,6 +11,8 @@ import pytest
 from sale.evaluation.metrics import TaskResult, summarise
 from sale.evaluation.report import (
     ReportError,
+    extra_tables,
+    format_extra,
     format_summary,
     format_table,
     plot_allocation,
@@ -102,6 +104,51 @@ def test_write_report_files(tmp_path, evaluation):
     for metric in ("pass@1", "gap closed", "largest share", "overhead"):
         assert metric in page
     assert paths["table"].read_text().strip() == format_summary(summary)
+
+
+SIDE = {
+    "auction_overhead": {
+        "sale": {
+            "bid": {"calls_per_task": 3.0, "tokens_per_task": 1200.0, "dollars_per_task": 0.0001,
+                    "wall_s_per_task": 15.0, "token_share": 0.25, "dollar_share": 0.2, "wall_share": 0.3},
+            "jury": {"calls_per_task": 9.0, "tokens_per_task": 4800.0, "dollars_per_task": 0.0004,
+                     "wall_s_per_task": 30.0, "token_share": 0.5, "dollar_share": 0.4, "wall_share": 0.6},
+        }
+    },
+    "jury_modes": {
+        "main": "per_bid", "same_provisional_winner": 0.75,
+        "modes": {
+            "per_bid": {"jury_calls_per_task": 9.0, "jury_tokens_per_task": 4800.0, "jury_dollars_per_task": 0.0004,
+                        "jury_wall_s_per_task": 30.0, "provisional_winner_pass_rate": 0.5,
+                        "provisional_winner_largest_share": 0.25},
+            "batched": {"jury_calls_per_task": 3.0, "jury_tokens_per_task": 2400.0, "jury_dollars_per_task": 0.0002,
+                        "jury_wall_s_per_task": 20.0, "provisional_winner_pass_rate": 0.4,
+                        "provisional_winner_largest_share": 0.0},
+        },
+    },
+    "reused": {"executions": {"sale": {"from_matrix": 40, "from_earlier_refined_execution": 3, "fresh": 7}}},
+}
+
+
+def test_side_tables_per_phase_jury_modes_and_reuse(tmp_path, evaluation):
+    tables = {title.split(" (")[0]: rows for title, _, rows in extra_tables(SIDE)}
+    assert tables["Auction cost per phase"] == [
+        ["sale", "bid", "3.00", "1200", "0.0001", "15.00", "25.0", "20.0", "30.0"],
+        ["sale", "jury", "9.00", "4800", "0.0004", "30.00", "50.0", "40.0", "60.0"],
+    ]
+    assert tables["Jury modes on the same original bids"] == [
+        ["per_bid (used)", "9.0", "4800", "0.0004", "30.00", "50.0", "25.0"],
+        ["batched", "3.0", "2400", "0.0002", "20.00", "40.0", "0.0"],
+    ]
+    assert tables["Where each auction winner's execution came from"] == [["sale", "40", "3", "7"]]
+    assert "same provisional winner on 75% of tasks" in format_extra(SIDE)
+    assert extra_tables({}) == [] and format_extra({}) == ""
+    # The report shows them in the text table and on the page.
+    results, summary = evaluation
+    paths = write_report(tmp_path, summary, results, SIDE)
+    page, text = paths["html"].read_text(), paths["table"].read_text()
+    for title in ("Auction cost per phase", "Jury modes on the same original bids", "per_bid (used)"):
+        assert title in page and title in text
 
 
 def test_report_without_sale_or_winners(tmp_path, evaluation):

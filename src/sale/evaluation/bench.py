@@ -1067,9 +1067,11 @@ def run_from_args(args: argparse.Namespace) -> int:
             await pool.stop()
             pool.ledger.close()
 
-    from sale.evaluation.report import format_summary
+    from sale.evaluation.report import format_extra, format_summary
 
     summary = asyncio.run(go())
     print(format_summary(summary["methods"]))
+    if extra := format_extra(summary.get("extra", {})):
+        print("\n" + extra)
     print(f"summary: {out / 'summary.json'}\nreport: {out / 'report.html'}")
     return 0

@@ -159,6 +159,52 @@ def format_summary(summary: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n\n".join(parts)
 
 
+def _num(x: Any, fmt: str) -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def extra_tables(extra: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) of the evaluation's side tables, where ``extra`` has them:
+    the auction's cost per phase (``auction_overhead``: method -> phase -> stats), the
+    jury modes compared (``jury_modes``) and where executions came from (``reused``)."""
+    tables = []
+    overhead = extra.get("auction_overhead") or {}
+    if overhead:
+        header = ["method", "phase", "calls/task", "tokens/task", "$/task", "wall s/task", "token %", "$ %", "wall %"]
+        rows = [
+            [method, phase, _num(p.get("calls_per_task"), ".2f"), _num(p.get("tokens_per_task"), ".0f"),
+             _money(p.get("dollars_per_task")), _num(p.get("wall_s_per_task"), ".2f"),
+             _pct(p.get("token_share")), _pct(p.get("dollar_share")), _pct(p.get("wall_share"))]
+            for method, phases in overhead.items() for phase, p in phases.items()
+        ]  # fmt: skip
+        tables.append(("Auction cost per phase (per auction; shares of everything the method spent)", header, rows))
+    jury = extra.get("jury_modes") or {}
+    if jury.get("modes"):
+        header = ["jury mode", "calls/task", "tokens/task", "$/task", "wall s/task", "winner passes %", "winner largest %"]
+        rows = [
+            [mode + (" (used)" if mode == jury.get("main") else ""), _num(m.get("jury_calls_per_task"), ".1f"),
+             _num(m.get("jury_tokens_per_task"), ".0f"), _money(m.get("jury_dollars_per_task")),
+             _num(m.get("jury_wall_s_per_task"), ".2f"), _pct(m.get("provisional_winner_pass_rate")),
+             _pct(m.get("provisional_winner_largest_share"))]
+            for mode, m in jury["modes"].items()
+        ]  # fmt: skip
+        same = jury.get("same_provisional_winner")
+        title = f"Jury modes on the same original bids (same provisional winner on {_pct(same, 0)}% of tasks)"
+        tables.append((title, header, rows))
+    executions = (extra.get("reused") or {}).get("executions") or {}
+    if executions:
+        header = ["method", "from the outcome matrix", "from an earlier refined execution", "fresh"]
+        rows = [[m, *(str(e.get(k, 0)) for k in ("from_matrix", "from_earlier_refined_execution", "fresh"))]
+                for m, e in executions.items()]  # fmt: skip
+        tables.append(("Where each auction winner's execution came from", header, rows))
+    return tables
+
+
+def format_extra(extra: Mapping[str, Any]) -> str:
+    """`extra_tables` as text for a terminal ("" when there are none)."""
+    return "\n\n".join(f"{title}\n{format_table(header, rows)}" for title, header, rows in extra_tables(extra))
+
+
 # ---------------------------------------------------------------------------
 # Plots
 # ---------------------------------------------------------------------------
@@ -318,8 +364,10 @@ def render_html(
     highlight: str | None = None,
     notes: str = "",
     config: Mapping[str, Any] | None = None,
+    tables: Sequence[tuple[str, Sequence[str], Sequence[Sequence[str]]]] = (),
 ) -> str:
-    """A self-contained HTML page: tables, the PNGs inlined as base64, metric notes."""
+    """A self-contained HTML page: tables, the PNGs inlined as base64, metric notes;
+    ``tables`` are further (title, header, rows) shown after the per-tier table."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -339,6 +387,9 @@ def render_html(
     header, rows = tier_rows(summary)
     if len(header) > 1:
         parts.append("<h2>pass@1 (%) per tier</h2>")
+        parts.append(_html_table(header, rows, highlight))
+    for title_, header, rows in tables:
+        parts.append(f"<h2>{html.escape(title_)}</h2>")
         parts.append(_html_table(header, rows, highlight))
     captions = {
         "cost_quality": "pass@1 against dollars per task (bars: bootstrap interval).",
@@ -392,7 +443,8 @@ def write_report(
     - ``agents``: the pool from cheapest to most expensive (bar order, smallest agent);
     - ``winners``: auction winners in stream order, one list per ordering;
     - ``smallest_agent``: the agent whose win share is plotted (default: agents[0]);
-    - ``window``: plot a moving share over this many tasks instead of the cumulative one.
+    - ``window``: plot a moving share over this many tasks instead of the cumulative one;
+    - ``auction_overhead``, ``jury_modes``, ``reused``: side tables (`extra_tables`).
     """
     if not summary:
         raise ReportError("the summary has no methods")
@@ -414,7 +466,7 @@ def write_report(
             for r in flat:
                 fh.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
 
-    text = format_summary(summary)
+    text = "\n\n".join(filter(None, [format_summary(summary), format_extra(extra)]))
     paths["table"] = out / "report.txt"
     paths["table"].write_text(text + "\n", encoding="utf-8")
 
@@ -447,6 +499,7 @@ def write_report(
         highlight=sale,
         notes=str(extra.get("notes") or ""),
         config=extra.get("config"),
+        tables=extra_tables(extra),
     )
     paths["html"] = out / "report.html"
     paths["html"].write_text(page, encoding="utf-8")
