@@ -29,8 +29,8 @@ class JuryScore:
 
     ``score`` is the value used in V (0..5: the expected score where the juror's
     log-probabilities give one, else the written one); ``raw`` the number written in
-    the juror's answer, None when it is missing, in which case ``imputed`` is True and ``reason``
-    says why (the call failed, the answer did not parse).
+    the juror's answer, None when it is missing, in which case ``imputed`` is True
+    and ``reason`` says why (the call failed, the answer did not parse).
     """
 
     score: float

@@ -180,7 +180,8 @@ def extra_tables(extra: Mapping[str, Any]) -> list[tuple[str, list[str], list[li
         tables.append(("Auction cost per phase (per auction; shares of everything the method spent)", header, rows))
     jury = extra.get("jury_modes") or {}
     if jury.get("modes"):
-        header = ["jury mode", "calls/task", "tokens/task", "$/task", "wall s/task", "winner passes %", "winner largest %"]
+        header = ["jury mode", "calls/task", "tokens/task", "$/task", "wall s/task",
+                  "winner passes %", "winner largest %"]  # fmt: skip
         rows = [
             [mode + (" (used)" if mode == jury.get("main") else ""), _num(m.get("jury_calls_per_task"), ".1f"),
              _num(m.get("jury_tokens_per_task"), ".0f"), _money(m.get("jury_dollars_per_task")),
