@@ -587,22 +587,17 @@ async def test_original_round_round_trips_and_is_reused_without_calls(scripted):
             await auction.run(TASK, ENV, original=stale)
 
 
-def test_round_key_changes_with_the_prompt_files(tmp_path, monkeypatch):
-    from sale.auction import settings as settings_module
-    from sale.auction.bids import load_template
+def test_round_key_changes_with_the_prompt_files(monkeypatch):
+    from sale import prompts
 
     key = AuctionSettings().round_key()
     assert len(key["prompts"]) == 12
-    root = tmp_path / "sale"
-    (root / "prompts").mkdir(parents=True)
-    for name in settings_module.ROUND_PROMPTS:
-        (root / "prompts" / name).write_text(load_template(name) + ("\nBe brief." if name == "jury_batch.txt" else ""))
-    monkeypatch.setattr(settings_module.resources, "files", lambda package: root)
-    settings_module.round_prompts_digest.cache_clear()
-    try:
-        assert AuctionSettings().round_key()["prompts"] != key["prompts"]
-    finally:
-        settings_module.round_prompts_digest.cache_clear()
+    original = prompts.text
+    monkeypatch.setattr(prompts, "text", lambda name: original(name) + ("\nBe brief." if name == "jury_batch.txt" else ""))
+    assert AuctionSettings().round_key()["prompts"] != key["prompts"]
+    # The execution prompts are not part of an original round.
+    monkeypatch.setattr(prompts, "text", lambda name: original(name) + ("!" if name.startswith("execute") else ""))
+    assert AuctionSettings().round_key() == key
 
 
 # ----------------------------------------------------------------------------- settings, router

@@ -160,7 +160,7 @@ def args_for(files, out: Path, *extra: str) -> list[str]:
     return ["--out", str(out), "--pool", str(pool), "--tasks", str(tasks), "--no-pull", *extra]
 
 
-def test_bench_end_to_end_then_rerun_makes_no_calls(files, responder, tmp_path, capsys):
+def test_bench_end_to_end_then_rerun_makes_no_calls(files, responder, tmp_path, capsys, monkeypatch):
     out = tmp_path / "bench"
     assert bench(args_for(files, out, "--orderings", "3")) == 0
     printed = capsys.readouterr().out
@@ -233,6 +233,15 @@ def test_bench_end_to_end_then_rerun_makes_no_calls(files, responder, tmp_path, 
         ap = argparse.ArgumentParser()
         add_arguments(ap)
         run_from_args(ap.parse_args(args_for(files, out, "--seed", "7")))
+    # So is an edit of the execution prompts (the outcome matrix was made with the old ones).
+    from sale import prompts
+
+    original = prompts.text
+    monkeypatch.setattr(prompts, "text", lambda name: original(name) + ("\nBe brief." if name == "execute_task.txt" else ""))
+    with pytest.raises(ConfigError, match="execution_prompts"):
+        ap = argparse.ArgumentParser()
+        add_arguments(ap)
+        run_from_args(ap.parse_args(args_for(files, out)))
 
 
 async def test_interrupted_bench_resumes_without_repeating_calls(scripted, responder, tmp_path):

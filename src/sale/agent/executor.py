@@ -31,11 +31,11 @@ import logging
 import re
 import time
 from dataclasses import asdict, dataclass, field, fields
-from importlib import resources
 from pathlib import Path
 from string import Template
 from typing import Any
 
+from sale import prompts
 from sale.agent.actions import (
     ANSWER_LABELS, SUBMIT_TOOL, TEXT_STOP, Action, MalformedAction, block_label,
     answer_form, describe_text_tools, example_reply, parse_text_action, parse_tool_call, short_form, tool_schemas,
@@ -151,8 +151,8 @@ class _Ended(Exception):
 
 
 def load_prompt(name: str) -> Template:
-    """A prompt template from the package's ``prompts`` folder ($name placeholders)."""
-    return Template(resources.files("sale").joinpath("prompts", name).read_text(encoding="utf-8"))
+    """A prompt template from `sale.prompts` ($name placeholders)."""
+    return Template(prompts.text(name))
 
 
 def truncate(text: str, limit: int) -> str:

@@ -13,9 +13,8 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from functools import lru_cache
-from importlib.resources import files
 
+from sale import prompts
 from sale.auction.entropy import mean_entropy
 from sale.auction.record import BIDDER, ORIGINAL, Dropout, PhaseStats, ScoredBid
 from sale.auction.settings import AuctionSettings
@@ -23,12 +22,6 @@ from sale.llm.client import Completion, LLMError
 from sale.llm.pool import Agent
 
 _FIELD = re.compile(r"\{(\w+)\}")
-
-
-@lru_cache(maxsize=None)
-def load_template(name: str) -> str:
-    """The text of ``sale/prompts/<name>`` (packaged with the library)."""
-    return (files("sale") / "prompts" / name).read_text(encoding="utf-8")
 
 
 def render(template: str, **values: object) -> str:
@@ -44,7 +37,7 @@ def words_for(max_tokens: int) -> int:
 
 def bid_messages(task_text: str, env_desc: str, settings: AuctionSettings) -> list[dict[str, str]]:
     prompt = render(
-        load_template("bid.txt"),
+        prompts.text("bid.txt"),
         task=task_text.strip(),
         environment=env_desc.strip() or "(no tools)",
         max_words=words_for(settings.bid_max_tokens),

@@ -48,7 +48,8 @@ import time
 import unicodedata
 from collections.abc import Sequence
 
-from sale.auction.bids import load_template, render
+from sale import prompts
+from sale.auction.bids import render
 from sale.auction.entropy import token_span
 from sale.auction.record import JUROR, Dropout, JuryScore, PhaseStats, ScoredBid
 from sale.auction.settings import AuctionSettings
@@ -141,7 +142,7 @@ def per_bid_prompt(task_text: str, env_desc: str, bid: str, *, hardened: bool = 
         return render(NAIVE_PER_BID, task=task_text.strip(), bid=bid)
     nonce = nonce or secrets.token_hex(6)
     return render(
-        load_template("jury_bid.txt"),
+        prompts.text("jury_bid.txt"),
         task=task_text.strip(), environment=env_desc.strip() or "(no tools)",
         open=f"<bid-{nonce}>", close=f"</bid-{nonce}>", bid=neutralise(bid, nonce),
     )  # fmt: skip
@@ -159,7 +160,7 @@ def batch_prompt(
     )
     fmt = "\n".join(f"BID {k}: <a whole number from 0 to 5>" for k in range(1, len(bids) + 1))
     return render(
-        load_template("jury_batch.txt"),
+        prompts.text("jury_batch.txt"),
         task=task_text.strip(), environment=env_desc.strip() or "(no tools)",
         n=len(bids), nonce=nonce, bids=blocks, format=fmt,
     )  # fmt: skip

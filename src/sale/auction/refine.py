@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from sale.auction.bids import ask_all, bid_from_completion, bid_problem, clean_strategy, load_template, render, words_for
+from sale import prompts
+from sale.auction.bids import ask_all, bid_from_completion, bid_problem, clean_strategy, render, words_for
 from sale.auction.entropy import token_span
 from sale.auction.record import REFINED, REFINER, Dropout, PhaseStats, ScoredBid
 from sale.auction.settings import AuctionSettings
@@ -52,7 +53,7 @@ def refine_messages(
     task_text: str, env_desc: str, pairs: Sequence[Pair], agent: str, settings: AuctionSettings
 ) -> list[dict[str, str]]:
     prompt = render(
-        load_template("refine.txt"),
+        prompts.text("refine.txt"),
         pairs=pairs_text(pairs, agent, settings.refine_text_chars),
         task=task_text.strip(),
         environment=env_desc.strip() or "(no tools)",

@@ -15,14 +15,12 @@ expected (`AuctionSettings.from_dict`).
 
 from __future__ import annotations
 
-import functools
-import hashlib
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from sale import prompts
 from sale.config import PoolConfig, validation_message
 from sale.errors import ConfigError
 
@@ -40,20 +38,6 @@ ROUND_FIELDS = (
     "jury",
     "no_jury",
 )
-
-
-#: The prompt files an original round is made with; their digest is part of its key.
-ROUND_PROMPTS = ("bid.txt", "jury_bid.txt", "jury_batch.txt")
-
-
-@functools.cache
-def round_prompts_digest() -> str:
-    """A short sha256 of `ROUND_PROMPTS`: a cached round made with other prompts is
-    not reused (a prompt edit would otherwise mix old and new rounds silently)."""
-    digest = hashlib.sha256()
-    for name in ROUND_PROMPTS:
-        digest.update((resources.files("sale") / "prompts" / name).read_bytes())
-    return digest.hexdigest()[:12]
 
 
 class AuctionSettings(BaseModel):
@@ -146,8 +130,8 @@ class AuctionSettings(BaseModel):
 
     def round_key(self) -> dict[str, Any]:
         """What an original round depends on: the settings in ROUND_FIELDS and the
-        digest of its prompt files (``prompts``)."""
-        return {**{name: getattr(self, name) for name in ROUND_FIELDS}, "prompts": round_prompts_digest()}
+        digest of its prompt files (``prompts``, see `sale.prompts`)."""
+        return {**{name: getattr(self, name) for name in ROUND_FIELDS}, "prompts": prompts.digest(prompts.ROUND)}
 
     def weights_path(self) -> Path | None:
         return Path(self.weights_file) if self.weights_file else None

@@ -75,6 +75,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Sequence
 
+from sale import prompts
 from sale.agent.executor import Limits, execute
 from sale.auction.auction import Auction
 from sale.auction.jury import score_bids
@@ -341,6 +342,7 @@ class Bench:
             "limits": asdict(self.limits),
             "action_format": self.action_format,
             "embedder": getattr(self.embedder, "name", type(self.embedder).__name__),
+            "execution_prompts": prompts.digest(prompts.EXECUTION),
         }
 
     def _check_config(self) -> None:
