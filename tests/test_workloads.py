@@ -431,11 +431,6 @@ DEMO_SOLUTIONS = {
 def count_vowels(text: str) -> int:
     return sum(1 for ch in text.lower() if ch in "aeiou")
 ''',
-    "demo/is-palindrome": '''
-def is_palindrome(text: str) -> bool:
-    kept = [ch.lower() for ch in text if ch.isalnum()]
-    return kept == kept[::-1]
-''',
     "demo/compress-runs": '''
 def compress_runs(text: str) -> str:
     out = []
@@ -474,8 +469,6 @@ def shortest_path(grid: list[str]) -> int:
 DEMO_WRONG = {
     # ignores upper-case vowels
     "demo/count-vowels": 'def count_vowels(text):\n    return sum(ch in "aeiou" for ch in text)\n',
-    # keeps case and punctuation
-    "demo/is-palindrome": "def is_palindrome(text):\n    return text == text[::-1]\n",
     # counts each character over the whole string instead of per run
     "demo/compress-runs": "def compress_runs(s):\n"
                           "    return ''.join(f'{c}{s.count(c)}' for c in dict.fromkeys(s))\n",
@@ -488,7 +481,7 @@ DEMO_WRONG = {
 def test_demo_workload_spans_both_domains_and_every_tier():
     tasks, documents_path = demo_workload()
     assert documents_path.is_file()
-    assert len({t.id for t in tasks}) == len(tasks) >= 9
+    assert len({t.id for t in tasks}) == len(tasks) >= 8
     tiers = {(t.domain, t.tier) for t in tasks}
     assert tiers == {("coding", 1), ("coding", 2), ("coding", 3),
                      ("search", 1), ("search", 2), ("search", 3), ("search", 4)}
