@@ -25,8 +25,8 @@ def text(name: str) -> str:
 
 
 def digest(names: Iterable[str]) -> str:
-    """A short sha256 of the prompt files ``names``, in order."""
+    """A short sha256 of the contents of the prompt files ``names``, in order."""
     h = hashlib.sha256()
     for name in names:
-        h.update(name.encode() + b"\0" + text(name).encode() + b"\0")
+        h.update(text(name).encode("utf-8"))
     return h.hexdigest()[:12]
