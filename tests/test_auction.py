@@ -657,3 +657,14 @@ async def test_sale_router_routes_and_observes(scripted):
         assert script.kinds("bid") == bids_before
     with pytest.raises(ConfigError, match="unknown router 'nope'.*sale"):
         get_router("nope")
+
+
+def test_prompt_digest_is_of_the_file_contents_alone():
+    # Cached rounds carry this digest: changing how it is computed would discard them.
+    import hashlib
+    from importlib import resources
+
+    from sale import prompts
+
+    raw = b"".join((resources.files("sale.prompts") / name).read_bytes() for name in prompts.ROUND)
+    assert prompts.digest(prompts.ROUND) == hashlib.sha256(raw).hexdigest()[:12]
