@@ -138,15 +138,20 @@ def quoting_juror(request):
     return Reply(f"The plan reads: {bid}\nSCORE: {quality}")
 
 
-@pytest.mark.parametrize("hardened, winner", [(True, "small"), (False, "big")])
-async def test_injection_moves_the_naive_jury_only(scripted, hardened, winner):
-    scripted.responder = quoting_juror
+async def jury_decides(scripted, settings):
+    """One auction of a "small" and a "big" agent on the scripted server, where only the
+    jury counts (no cost or entropy term)."""
     cfg = parse_pool(yaml.safe_load(scripted_pool_yaml(scripted.base_url, [("small", 0.1), ("big", 0.4)], max_retries=0)))
     weights = Weights(w_cost=0.0, w_entropy=0.0, w_jury={"small": 0.5, "big": 0.5})
     task = Task(id="t", domain="search", prompt="Who wrote it?")
-    settings = AuctionSettings(jury_mode="per_bid", jury_hardening=hardened)
     async with Pool(cfg) as pool:
-        result = await Auction(pool, None, settings, weights).run(task, "Tools: search")
+        return await Auction(pool, None, settings, weights).run(task, "Tools: search")
+
+
+@pytest.mark.parametrize("hardened, winner", [(True, "small"), (False, "big")])
+async def test_injection_moves_the_naive_jury_only(scripted, hardened, winner):
+    scripted.responder = quoting_juror
+    result = await jury_decides(scripted, AuctionSettings(jury_mode="per_bid", jury_hardening=hardened))
     big = next(b for b in result.bids if b.agent == "big")
     assert {s.score for s in big.jury.values()} == ({0} if hardened else {5})  # hardened: 0 by rule
     assert result.winner == winner
@@ -179,12 +184,7 @@ def _expected(digits):
 @pytest.mark.parametrize("jury_score, winner", [("expected", "big"), ("written", "small")])
 async def test_expected_score_reads_the_jurors_leaning_behind_a_written_zero(scripted, jury_score, winner):
     scripted.responder = leaning_juror
-    cfg = parse_pool(yaml.safe_load(scripted_pool_yaml(scripted.base_url, [("small", 0.1), ("big", 0.4)], max_retries=0)))
-    weights = Weights(w_cost=0.0, w_entropy=0.0, w_jury={"small": 0.5, "big": 0.5})
-    task = Task(id="t", domain="search", prompt="Who wrote it?")
-    settings = AuctionSettings(jury_mode="per_bid", jury_score=jury_score)
-    async with Pool(cfg) as pool:
-        result = await Auction(pool, None, settings, weights).run(task, "Tools: search")
+    result = await jury_decides(scripted, AuctionSettings(jury_mode="per_bid", jury_score=jury_score))
     for bid in result.bids:
         want = _expected(_LEAN[bid.text]) if jury_score == "expected" else 0.0
         assert all(s.raw == 0 and not s.imputed for s in bid.jury.values())
@@ -203,11 +203,7 @@ async def test_batched_expected_score_reads_each_bids_line(scripted):
                      alternatives={2: _LEAN[first[1]], 5: _LEAN[second[1]]})  # fmt: skip
 
     scripted.responder = responder
-    cfg = parse_pool(yaml.safe_load(scripted_pool_yaml(scripted.base_url, [("small", 0.1), ("big", 0.4)], max_retries=0)))
-    weights = Weights(w_cost=0.0, w_entropy=0.0, w_jury={"small": 0.5, "big": 0.5})
-    task = Task(id="t", domain="search", prompt="Who wrote it?")
-    async with Pool(cfg) as pool:
-        result = await Auction(pool, None, AuctionSettings(jury_mode="batched"), weights).run(task, "Tools: search")
+    result = await jury_decides(scripted, AuctionSettings(jury_mode="batched"))
     for bid in result.bids:
         assert [s.score for s in bid.jury.values()] == pytest.approx([_expected(_LEAN[bid.text])] * 2)
     assert result.winner == "big"
