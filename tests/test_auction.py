@@ -30,7 +30,7 @@ from sale.llm.pool import Pool
 from sale.memory.store import AuctionRecord, Bid, InMemoryMemory
 from sale.routers.base import Decision, get_router
 from sale.routers.sale import SALERouter
-from sale.testing.scripted import Reply, prompt_text, scripted_pool_yaml
+from sale.testing.scripted import Reply, jury_bids, prompt_text, scripted_pool_yaml
 from sale.workloads.task import Task
 
 AGENTS = [("small", 0.1), ("mid", 0.2), ("big", 0.4)]
@@ -41,7 +41,6 @@ ENV = "Tools: search(query) returns documents; open(id) returns one document."
 TASK = Task(id="t-now", domain="search", prompt="Who directed the film that won the 1998 award?")
 WEIGHTS = Weights(w_cost=0.01, w_entropy=-1.0, w_jury={"small": 1 / 3, "mid": 1 / 3, "big": 1 / 3})
 
-_BLOCK = re.compile(r"<bid-([0-9a-f]+)(?: \d+)?>\n(.*?)\n</bid-\1>", re.S)
 
 
 def entropy_of(dist: list[float]) -> float:
@@ -94,7 +93,7 @@ class Script:
             return self.bids[model]
         if kind == "refine":
             return self.refine.get(model, Reply(""))
-        blocks = [b for _, b in _BLOCK.findall(text)]
+        blocks = jury_bids(text)
         if kind.startswith("naive"):
             blocks = [text]
         custom = self.jury.get(model)
@@ -205,8 +204,8 @@ async def test_winner_is_argmin_of_cost_minus_value(scripted):
     assert big.entropy == pytest.approx(math.log(5)) and big.entropy_k == 5
     assert big.output_tokens == 30 and big.jury_term == pytest.approx(5.0)
     assert result.strategy.startswith("Find the 1998 winner")
-    # Batched jury by default: one call per juror.
-    assert script.kinds("jury_batch") == 3 and script.kinds("jury_bid") == 0
+    # Per-bid jury by default: one call per juror and bid.
+    assert script.kinds("jury_bid") == 9 and script.kinds("jury_batch") == 0
 
 
 async def test_record_is_json_ready_and_complete(scripted):
@@ -221,9 +220,9 @@ async def test_record_is_json_ready_and_complete(scripted):
         assert key in bid
     assert set(bid["jury"]["mid"]) >= {"score", "imputed"}
     assert set(data["phases"]) == {"bid", "jury", "refine"}
-    assert data["phases"]["bid"]["calls"] == 3 and data["phases"]["jury"]["calls"] == 3
+    assert data["phases"]["bid"]["calls"] == 3 and data["phases"]["jury"]["calls"] == 9
     assert data["phases"]["bid"]["output_tokens"] == 120 and data["phases"]["bid"]["dollars"] > 0
-    assert data["settings"]["jury_mode"] == "batched" and data["weights"]["w_cost"] == 0.01
+    assert data["settings"]["jury_mode"] == "per_bid" and data["weights"]["w_cost"] == 0.01
     assert AuctionResult.from_dict(data).to_dict() == data
 
 
@@ -245,7 +244,7 @@ async def test_refinement_runs_for_cheaper_agents_with_pairs_and_can_win(scripte
     assert refined.output_tokens == len(REFINED_TEXT.split())  # the strategy's own tokens
     assert refined.total == pytest.approx(hand_total("small", len(REFINED_TEXT.split()), SURE, 5))
     # The jury scored the refined bid in a stage of its own (one more call per juror).
-    assert script.kinds("jury_batch") == 6 and {j.imputed for j in refined.jury.values()} == {False}
+    assert script.kinds("jury_bid") == 9 + 3 and {j.imputed for j in refined.jury.values()} == {False}
     assert result.winner == "small" and result.winner_kind == "refined"
     # The refine prompt shows the pairs and the current task.
     (text,) = [t for k, m, t in script.prompts if k == "refine"]
@@ -270,10 +269,10 @@ async def test_batched_refinement_judges_the_provisional_winner_again_beside_the
     script = Script(standard_bids(), refine={"small": refine_reply()}, jury={n: lenient_alone for n in PRICE})
     memory = memory_with_pairs("small", "big")
     async with scripted_pool(scripted, script) as pool:
-        result = await Auction(pool, memory, AuctionSettings(), WEIGHTS).run(TASK, ENV)
+        result = await Auction(pool, memory, AuctionSettings(jury_mode="batched"), WEIGHTS).run(TASK, ENV)
     assert result.refinement.ran and result.refinement.reference is not None
     stage = [t for k, _, t in script.prompts if k == "jury_batch"][-1]
-    assert len(_BLOCK.findall(stage)) == 2  # the provisional winner's bid, then the refined one
+    assert len(jury_bids(stage)) == 2  # the provisional winner's bid, then the refined one
     ref = result.refinement.reference
     assert set(ref["jury"].values()) == {1.0}
     refined = next(b for b in result.bids if b.kind == "refined")
@@ -426,7 +425,7 @@ async def test_self_and_peer_jury_score_the_right_bids_and_keep_the_scale(script
     w = Weights(w_cost=0.01, w_entropy=-1.0, w_jury={"small": 0.5, "mid": 0.3, "big": 0.2})
     script = Script(bids, jury={n: partial(n) for n in PRICE})
     async with scripted_pool(scripted, script) as pool:
-        result = await Auction(pool, None, AuctionSettings(jury=mode), w).run(TASK, ENV)
+        result = await Auction(pool, None, AuctionSettings(jury=mode, jury_mode="batched"), w).run(TASK, ENV)
     for b in result.bids:
         jurors = set(b.jury)
         if mode == "self":
@@ -435,7 +434,7 @@ async def test_self_and_peer_jury_score_the_right_bids_and_keep_the_scale(script
             assert jurors == set(PRICE) - {b.agent} and b.jury_term == pytest.approx(1.0 * 3)
     # Batched: one call per juror, each scoring only the bids it judges.
     assert script.kinds("jury_batch") == 3
-    per_juror = [len(_BLOCK.findall(t)) for k, _, t in script.prompts if k == "jury_batch"]
+    per_juror = [len(jury_bids(t)) for k, _, t in script.prompts if k == "jury_batch"]
     assert per_juror == ([1, 1, 1] if mode == "self" else [2, 2, 2])
 
 
@@ -450,7 +449,7 @@ async def test_failed_unparseable_and_out_of_range_jury_scores_are_imputed(scrip
     }
     script = Script(standard_bids(), jury=jury)
     async with scripted_pool(scripted, script) as pool:
-        result = await Auction(pool, None, AuctionSettings(), WEIGHTS).run(TASK, ENV)
+        result = await Auction(pool, None, AuctionSettings(jury_mode="batched"), WEIGHTS).run(TASK, ENV)
     bids = _by_agent(result)
     small = bids["small", "original"].jury
     # Bid 1 (small's): nobody gave a usable score; small's own mean over other bids is used.
@@ -564,12 +563,12 @@ async def test_naive_jury_uses_the_inline_prompt(scripted):
 async def test_original_round_round_trips_and_is_reused_without_calls(scripted):
     script = Script(standard_bids(), refine={"small": refine_reply()})
     async with scripted_pool(scripted, script) as pool:
-        auction = Auction(pool, None, AuctionSettings(), WEIGHTS)
+        auction = Auction(pool, None, AuctionSettings(jury_mode="batched"), WEIGHTS)
         rnd = await auction.original_round(TASK, ENV)
         again = Round.from_dict(json.loads(json.dumps(rnd.to_dict())))
         assert again.to_dict() == rnd.to_dict()
         before = len(scripted.requests)
-        fresh = Auction(pool, memory_with_pairs("small"), AuctionSettings(), WEIGHTS)
+        fresh = Auction(pool, memory_with_pairs("small"), AuctionSettings(jury_mode="batched"), WEIGHTS)
         result = await fresh.run(TASK, ENV, original=again)
         kinds = [request_kind(prompt_text(r)) for r in scripted.requests[before:]]
         assert kinds.count("bid") == 0 and kinds.count("refine") == 1  # only the refinement ran
@@ -649,7 +648,7 @@ async def test_sale_router_routes_and_observes(scripted):
         decision = await router.route(TASK, Env())
         assert isinstance(decision, Decision) and decision.agent == "mid"
         assert decision.strategy == decision.record["bids"][1]["text"]
-        assert decision.info["auction_calls"] == 6 and set(rounds) == {"t-now"}
+        assert decision.info["auction_calls"] == 3 + 9 and set(rounds) == {"t-now"}
         router.observe(TASK, decision, True)
         assert memory.get("t-now").passed is True
         bids_before = script.kinds("bid")

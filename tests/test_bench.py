@@ -36,7 +36,7 @@ from sale.evaluation.matrix import MatrixStore
 from sale.llm.ledger import Ledger
 from sale.llm.pool import Pool
 from sale.run import build_environments
-from sale.testing.scripted import Reply, prompt_text, scripted_pool_yaml
+from sale.testing.scripted import Reply, jury_answer, prompt_text, scripted_pool_yaml
 from sale.workloads.loaders import write_tasks
 from sale.workloads.standard import split
 from sale.workloads.task import Task
@@ -45,7 +45,6 @@ AGENTS = [("small", 0.1), ("mid", 0.2), ("big", 0.4)]
 REQUIRED = ["sale", "sale-no-memory", "largest", "oracle", "wtp", "carrot", "to-router", "frugalgpt"]
 REQUIRED += [name for name, _ in AGENTS]  # each single agent
 HARD_Q = {"small": 1, "mid": 2, "big": 5}
-_BLOCK = re.compile(r"<bid-([0-9a-f]+)(?: \d+)?>\n(.*?)\n</bid-\1>", re.S)
 
 
 def make_tasks() -> list[Task]:
@@ -107,10 +106,7 @@ class Responder:
             q, how = (5, "the careful method") if model == "mid" else (1, "a quick guess")
             return Reply(f"ANALYSIS: the winner tested its code.\nREFINED STRATEGY: write f with {how}, test it. Q{q}")
         if kind == "jury":
-            blocks = [b for _, b in _BLOCK.findall(text)]
-            if "SCORE: <a whole number" in text:
-                return Reply(f"SCORE: {quality(blocks[0])}")
-            return Reply("\n".join(f"BID {k}: {quality(b)}" for k, b in enumerate(blocks, 1)))
+            return Reply(jury_answer(text, quality))
         with self.lock:
             if self.fail_executions > 0:
                 self.fail_executions -= 1

@@ -28,13 +28,12 @@ import pytest
 
 from sale.jsonl import read_jsonl
 from sale.memory.store import SQLiteMemory
-from sale.testing.scripted import Reply, ScriptedServer, prompt_text, scripted_pool_yaml
+from sale.testing.scripted import Reply, ScriptedServer, jury_answer, prompt_text, scripted_pool_yaml
 from test_run import write_tasks
 
 N_TASKS = 10
 TRIALS = 5
 SEED = 20260202
-_BLOCK = re.compile(r"<bid-([0-9a-f]+)(?: \d+)?>\n(.*?)\n</bid-\1>", re.S)
 _TASK = re.compile(r"landmark number (\d+)")
 
 
@@ -53,8 +52,7 @@ def deterministic(request: dict) -> Reply:
         city = "Paris" if model == "big" or n % 3 else "Rome"
         return Reply(f"It is in {city}.\nANSWER: {city}", delay=delay)
     if "You are a juror" in text:
-        scores = [int(m[1]) if (m := re.search(r"Q(\d)", b)) else 0 for _, b in _BLOCK.findall(text)]
-        return Reply("\n".join(f"BID {k}: {s}" for k, s in enumerate(scores, 1)), delay=delay)
+        return Reply(jury_answer(text, lambda bid: int(m[1]) if (m := re.search(r"Q(\d)", bid)) else 0), delay=delay)
     if "You bid for tasks" in text:
         q = 5 if n % 4 == 3 else 2
         return Reply(f"ANALYSIS: the winner named its tools.\nREFINED STRATEGY: search, open, answer. Q{q}", delay=delay)

@@ -23,12 +23,11 @@ import pytest
 from sale.cli import main as cli
 from sale.jsonl import read_jsonl
 from sale.llm.local import free_port
-from sale.testing.scripted import Reply, prompt_text, scripted_pool_yaml
+from sale.testing.scripted import Reply, jury_answer, prompt_text, scripted_pool_yaml
 from test_run import write_tasks
 
 AGENTS = [("flaky", 0.05), ("small", 0.1), ("big", 0.4)]
 N_TASKS = 3
-_BLOCK = re.compile(r"<bid-([0-9a-f]+)(?: \d+)?>\n(.*?)\n</bid-\1>", re.S)
 
 TRUNCATED = b'{"id": "x", "choices": [{"index": 0, "message": {"role": "assistant", "content": "Search the la'
 NOT_JSON = b"<html><body>502 Bad Gateway</body></html>"
@@ -79,9 +78,7 @@ class Faulty:
         if kind == "refine":
             return Reply(f"ANALYSIS: the winner named its tools.\nREFINED STRATEGY: search, open, read. Q{self.quality[model]}")
         if kind == "jury":
-            blocks = [b for _, b in _BLOCK.findall(text)]
-            scores = [int(m[1]) if (m := re.search(r"Q(\d)", b)) else 0 for b in blocks]
-            return Reply("\n".join(f"BID {k}: {s}" for k, s in enumerate(scores, 1)))
+            return Reply(jury_answer(text, lambda bid: int(m[1]) if (m := re.search(r"Q(\d)", bid)) else 0))
         return Reply("The page says Paris.\nANSWER: Paris")
 
 
@@ -182,7 +179,7 @@ def test_a_task_no_bidder_answers_is_recorded_and_the_next_task_runs(scripted, t
 
 JURY_FAULTS = {
     "nonsense scores": (always(Reply(NONSENSE)), None),
-    "out-of-range scores": (always(Reply("BID 1: 7\nBID 2: 12\nBID 3: 6")), None),
+    "out-of-range scores": (always(Reply("SCORE: 7\nBID 1: 7\nBID 2: 12\nBID 3: 6")), None),
     "HTTP 500": (always(Reply("boom", status=500)), "HTTP 500"),
     "never answers": (always(Reply(hang=True)), "no answer within"),
     "truncated JSON": (always(Reply(raw=TRUNCATED)), "malformed completion"),

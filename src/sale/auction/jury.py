@@ -2,7 +2,8 @@
 
 Modes (``jury_mode``):
 
-- "per_bid": one call per (juror, bid), answer ``SCORE: n`` (n*n calls, the paper).
+- "per_bid" (the default): one call per (juror, bid), answer ``SCORE: n`` (n*n calls,
+  the paper).
 - "batched": one call per juror scoring all its bids, answer one line ``BID k: n`` per
   bid (n calls).
 

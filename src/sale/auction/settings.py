@@ -4,7 +4,7 @@ Every knob of the mechanism and every ablation lives here, validated once, so an
 auction record can store exactly the settings it ran with. Example::
 
     auction:
-      jury_mode: per_bid        # or batched (default): n calls instead of n*n
+      jury_mode: batched        # or per_bid (default): n calls instead of n*n
       bid_max_tokens: 128
       no_entropy: true          # ablation: w_h = 0
       weights_file: runs/weights.json
@@ -49,8 +49,9 @@ class AuctionSettings(BaseModel):
       - ``top_logprobs``: k alternatives per token asked for, for the entropy H.
 
     Jury
-      - ``jury_mode``: "batched" (each juror scores all bids in one call: n calls) or
-        "per_bid" (one call per juror and bid: n*n calls, as in the paper).
+      - ``jury_mode``: "per_bid" (the default: one call per juror and bid, n*n calls,
+        as in the paper) or "batched" (each juror scores all bids in one call: n
+        calls; small jurors tend to write one digit for every bid).
       - ``jury_max_tokens``: answer cap per scored bid (batched: times the bids).
       - ``jury_temperature``: sampling temperature of jurors.
       - ``jury_hardening``: the bid-as-data prompt and strict parsing; False uses a
@@ -89,7 +90,7 @@ class AuctionSettings(BaseModel):
     bid_temperature: float = Field(default=0.0, ge=0, le=2)
     top_logprobs: int = Field(default=5, ge=1, le=20)
 
-    jury_mode: Literal["batched", "per_bid"] = "batched"
+    jury_mode: Literal["batched", "per_bid"] = "per_bid"
     jury_max_tokens: int = Field(default=12, gt=0, le=1024)
     jury_temperature: float = Field(default=0.0, ge=0, le=2)
     jury_hardening: bool = True

@@ -1016,7 +1016,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--ablations", action="store_true",
         help="also run SALE without price, length, entropy or jury, and with self or peer review only")
     add("--jury-mode", choices=("batched", "per_bid"),
-        help="jury mode of the auction (default: the pool file's, else batched)")
+        help="jury mode of the auction (default: the pool file's, else per_bid)")
     add("--compare-jury", action="store_true",
         help="also score the original bids in the other jury mode (weights fitted on its own training rounds) "
         "and compare the two: cost, agreement, and how often each mode's provisional winner passes")

@@ -82,6 +82,26 @@ def prompt_text(request: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+#: One bid of a hardened jury prompt: ``<bid-NONCE>`` (per bid) or ``<bid-NONCE k>``
+#: (batched), the bid's text, ``</bid-NONCE>``.
+BID_BLOCK = re.compile(r"<bid-([0-9a-f]+)(?: \d+)?>\n(.*?)\n</bid-\1>", re.S)
+
+
+def jury_bids(text: str) -> list[str]:
+    """The bids shown in a hardened jury prompt, in order."""
+    return [bid for _, bid in BID_BLOCK.findall(text)]
+
+
+def jury_answer(text: str, score: Callable[[str], float]) -> str:
+    """A juror's answer to the hardened jury prompt ``text``, in the format the prompt
+    asks for: ``SCORE: n`` (per bid) or one ``BID k: n`` line per bid (batched), where
+    ``score`` gives a bid's score from its text."""
+    bids = jury_bids(text)
+    if "\nSCORE: <" in text:
+        return f"SCORE: {score(bids[0])}"
+    return "\n".join(f"BID {k}: {score(bid)}" for k, bid in enumerate(bids, 1))
+
+
 def completion_body(request: dict[str, Any], reply: Reply) -> dict[str, Any]:
     tokens = _TOKEN.findall(reply.text)
     choice: dict[str, Any] = {
