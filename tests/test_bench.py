@@ -287,7 +287,7 @@ def test_ablations_and_jury_comparison(files, responder, tmp_path):
     for mode in modes.values():
         assert mode["provisional_winner_pass_rate"] == 1.0 and mode["provisional_winner_largest_share"] == 0.5
     page = (out / "report.html").read_text()
-    assert "Jury modes on the same original bids" in page and "Auction cost per phase" in page
+    assert "Jury modes on the same original bids" in page and "Cost per phase" in page
     # The jury-free variant makes no jury calls; self/peer review score with their own.
     assert extra["auction_overhead"]["sale-no-jury"]["jury"]["calls_per_task"] == 0
     assert "sale-self-review" in extra["reused"]["variant_rounds"]

@@ -132,7 +132,7 @@ SIDE = {
 
 def test_side_tables_per_phase_jury_modes_and_reuse(tmp_path, evaluation):
     tables = {title.split(" (")[0]: rows for title, _, rows in extra_tables(SIDE)}
-    assert tables["Auction cost per phase"] == [
+    assert tables["Cost per phase"] == [
         ["sale", "bid", "3.00", "1200", "0.0001", "15.00", "25.0", "20.0", "30.0"],
         ["sale", "jury", "9.00", "4800", "0.0004", "30.00", "50.0", "40.0", "60.0"],
     ]
@@ -147,7 +147,7 @@ def test_side_tables_per_phase_jury_modes_and_reuse(tmp_path, evaluation):
     results, summary = evaluation
     paths = write_report(tmp_path, summary, results, SIDE)
     page, text = paths["html"].read_text(), paths["table"].read_text()
-    for title in ("Auction cost per phase", "Jury modes on the same original bids", "per_bid (used)"):
+    for title in ("Cost per phase", "Jury modes on the same original bids", "per_bid (used)"):
         assert title in page and title in text
 
 

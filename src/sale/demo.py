@@ -99,7 +99,7 @@ async def run_demo(
 ) -> dict[str, Any]:
     """Run the demo with a started ``pool``; returns {"sale": summary, "largest": summary, "report": paths}."""
     from sale.evaluation.metrics import summarise
-    from sale.evaluation.report import format_summary, write_report
+    from sale.evaluation.report import format_extra, format_summary, write_report
 
     out = Path(out_dir)
     if tasks is None:
@@ -128,15 +128,18 @@ async def run_demo(
     }
     summary = summarise(results, largest="largest", oracle="largest", n_boot=500)
     winners = [[sale_recs[t.id]["winner"] for t in tasks if t.id in sale_recs]]
-    paths = write_report(out / "report", summary, results, {
+    extra = {
         "title": "sale demo: strategy auction vs the largest agent alone",
         "agents": [a.name for a in pool.by_price()], "sale_method": "sale", "winners": winners,
         "notes": f"{reused} of the largest agent's executions were reused from the auction run (same agent, same bid).",
-    })  # fmt: skip
+        "phase_costs": {"sale": sale_summary.get("by_phase", {}), "largest": largest_summary.get("by_phase", {})},
+    }  # fmt: skip
+    paths = write_report(out / "report", summary, results, extra)
     say("")
     say(side_by_side(tasks, sale_recs, big_recs))
     say("")
     say(format_summary(summary))
+    say("\n" + format_extra(extra))
     say(f"\nreport: {paths.get('html')}")
     return {"sale": sale_summary, "largest": largest_summary, "summary": summary, "report": paths}
 

@@ -128,7 +128,8 @@ class TaskRecord:
 
 
 def summarise_results(records: list[dict[str, Any]], agents: list[str], largest: str) -> dict[str, Any]:
-    """summary.json: pass@1, dollars, wins per agent, auction overhead."""
+    """summary.json: pass@1, dollars, wins per agent, auction overhead, and tokens
+    and dollars per phase (bid, jury, refine, execute: per task and shares)."""
     n = len(records)
     wins = Counter(r["winner"] for r in records)
     dollars = sum(r["dollars"].get("total", 0.0) for r in records)
@@ -140,6 +141,16 @@ def summarise_results(records: list[dict[str, Any]], agents: list[str], largest:
     tiers: dict[str, list[bool]] = {}
     for r in records:
         tiers.setdefault(r["tier_name"] or str(r["tier"]), []).append(bool(r["passed"]))
+    phases = [p for p in dict.fromkeys(p for r in records for p in r["dollars"]) if p != "total"]
+    by_phase = {}
+    for p in phases:
+        p_tokens = sum(r["tokens"].get(p, 0) for r in records)
+        p_dollars = sum(r["dollars"].get(p, 0.0) for r in records)
+        by_phase[p] = {
+            "tokens_per_task": p_tokens / n, "dollars_per_task": p_dollars / n,
+            "token_share": p_tokens / tokens if tokens else 0.0,
+            "dollar_share": p_dollars / dollars if dollars else 0.0,
+        }  # fmt: skip
     return {
         "tasks": n,
         "passed": sum(bool(r["passed"]) for r in records),
@@ -156,6 +167,7 @@ def summarise_results(records: list[dict[str, Any]], agents: list[str], largest:
             "dollar_share": overhead_dollars / dollars if dollars else 0.0,
             "wall_share": auction_wall / wall if wall else 0.0,
         },
+        "by_phase": by_phase,
         "failed_tasks": sum(1 for r in records if r.get("error")),
         "budget_stopped_tasks": sum(1 for r in records if r.get("budget")),
     }

@@ -165,10 +165,11 @@ def _num(x: Any, fmt: str) -> str:
 
 def extra_tables(extra: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) of the evaluation's side tables, where ``extra`` has them:
-    the auction's cost per phase (``auction_overhead``: method -> phase -> stats), the
+    the cost per phase (``auction_overhead`` or ``phase_costs``: method -> phase ->
+    stats; a stat that is missing shows as "-"), the
     jury modes compared (``jury_modes``) and where executions came from (``reused``)."""
     tables = []
-    overhead = extra.get("auction_overhead") or {}
+    overhead = extra.get("auction_overhead") or extra.get("phase_costs") or {}
     if overhead:
         header = ["method", "phase", "calls/task", "tokens/task", "$/task", "wall s/task", "token %", "$ %", "wall %"]
         rows = [
@@ -177,7 +178,7 @@ def extra_tables(extra: Mapping[str, Any]) -> list[tuple[str, list[str], list[li
              _pct(p.get("token_share")), _pct(p.get("dollar_share")), _pct(p.get("wall_share"))]
             for method, phases in overhead.items() for phase, p in phases.items()
         ]  # fmt: skip
-        tables.append(("Auction cost per phase (per auction; shares of everything the method spent)", header, rows))
+        tables.append(("Cost per phase (per task; shares of everything the method spent)", header, rows))
     jury = extra.get("jury_modes") or {}
     if jury.get("modes"):
         header = ["jury mode", "calls/task", "tokens/task", "$/task", "wall s/task",
@@ -445,7 +446,8 @@ def write_report(
     - ``winners``: auction winners in stream order, one list per ordering;
     - ``smallest_agent``: the agent whose win share is plotted (default: agents[0]);
     - ``window``: plot a moving share over this many tasks instead of the cumulative one;
-    - ``auction_overhead``, ``jury_modes``, ``reused``: side tables (`extra_tables`).
+    - ``auction_overhead`` (or ``phase_costs``), ``jury_modes``, ``reused``: side
+      tables (`extra_tables`).
     """
     if not summary:
         raise ReportError("the summary has no methods")

@@ -1,0 +1,74 @@
+"""`sale demo`'s run (`run_demo`): the auction and the largest agent alone on the shipped
+workload, side by side, with the cost per phase, on the scripted server."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from sale.config import parse_pool
+from sale.demo import run_demo
+from sale.llm.pool import Pool
+from sale.testing.scripted import Reply, jury_answer, prompt_text, scripted_pool_yaml
+from sale.workloads.standard import demo_workload
+
+QUALITY = {"small": 1, "mid": 2, "big": 5}
+RIGHT = "ANSWER:\n```python\ndef count_vowels(text: str) -> int:\n    return sum(ch in 'aeiou' for ch in text.lower())\n```"
+
+
+def quality(bid: str) -> int:
+    m = re.search(r"Q(\d)", bid)
+    return int(m[1]) if m else 0
+
+
+class Responder:
+    """Bids tagged by quality (the big agent's best), jurors score by the tag; only the
+    big agent solves a task (count-vowels), everyone else answers wrongly."""
+
+    def __init__(self):
+        self.requests = 0
+
+    def __call__(self, request):
+        self.requests += 1
+        model, text = request["model"], prompt_text(request)
+        if request["messages"][0].get("role") == "system":  # an execution
+            return Reply(RIGHT if model == "big" and "count_vowels" in text else "ANSWER: no idea")
+        if "You are a juror" in text:
+            return Reply(jury_answer(text, quality))
+        if "You bid for tasks" in text:
+            return Reply("ANALYSIS: the winner planned.\nREFINED STRATEGY: guess the answer quickly. Q1")
+        return Reply(f"Plan of {model}: read the task, use the tools, answer. Q{QUALITY[model]}")
+
+
+async def test_demo_runs_the_auction_and_the_largest_agent_side_by_side(scripted, tmp_path):
+    responder = Responder()
+    scripted.responder = responder
+    agents = [("small", 0.1), ("mid", 0.2), ("big", 0.4)]
+    cfg = parse_pool(yaml.safe_load(scripted_pool_yaml(scripted.base_url, agents, max_retries=0)))
+    tasks, _ = demo_workload()
+    lines: list[str] = []
+    async with Pool(cfg) as pool:
+        out = await run_demo(pool, tmp_path / "demo", say=lines.append)
+        calls = responder.requests
+        # A rerun of the same folder resumes: nothing is asked again.
+        again = await run_demo(pool, tmp_path / "demo", say=lambda _: None)
+    assert responder.requests == calls
+    sale, largest = out["sale"], out["largest"]
+    assert sale["tasks"] == largest["tasks"] == len(tasks)
+    # The big agent's plans win every auction, so its executions serve both columns.
+    assert sale["win_share"]["big"] == 1.0 and sale["passed"] == largest["passed"] == 1
+    text = "\n".join(lines)
+    assert f"reusing {len(tasks)} execution(s)" in text
+    rows = {line.split()[0]: line.split()[-3:] for line in text.splitlines() if line.startswith("demo/")}
+    assert rows["demo/count-vowels"] == ["big", "pass", "pass"] and rows["demo/founder-river"] == ["big", "fail", "fail"]
+    # Where the dollars went, per phase: the auction's phases and the execution.
+    phases = sale["by_phase"]
+    assert set(phases) == {"bid", "jury", "refine", "execute"} and set(largest["by_phase"]) == {"execute"}
+    assert sum(p["dollar_share"] for p in phases.values()) == pytest.approx(1.0)
+    assert phases["execute"]["dollars_per_task"] == largest["by_phase"]["execute"]["dollars_per_task"]
+    assert "Cost per phase" in text and re.search(r"^sale +jury ", text, re.M)
+    page = out["report"]["html"].read_text()
+    assert "Cost per phase" in page and "<td>largest</td>" in page
+    assert again["sale"]["dollars"] == sale["dollars"]
