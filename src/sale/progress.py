@@ -6,7 +6,18 @@ import sys
 import time
 
 
+def duration(seconds: float) -> str:
+    """``seconds`` for a reader: "45s", "12m", "2h05m"."""
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    minutes = round(seconds / 60)
+    return f"{minutes}m" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
 class Progress:
+    """``label [####----] done/total elapsed eta status``: the estimate of the time left
+    is the mean time per item so far times the items left."""
+
     def __init__(self, total: int, label: str = "", stream=None, width: int = 24):
         self.total = max(total, 1)
         self.label = label
@@ -21,7 +32,8 @@ class Progress:
         filled = int(self.width * done / self.total)
         bar = "#" * filled + "-" * (self.width - filled)
         elapsed = time.monotonic() - self.started
-        line = f"{self.label} [{bar}] {done}/{self.total} {elapsed:5.0f}s {status}"
+        eta = f" eta {duration(elapsed / done * (self.total - done))}" if 0 < done < self.total else ""
+        line = f"{self.label} [{bar}] {done}/{self.total} {elapsed:5.0f}s{eta} {status}"
         if self.tty:
             self.stream.write("\r" + line[:200].ljust(120))
         else:
