@@ -417,3 +417,15 @@ def test_malformed_blocks_are_explained():
         parse_text_action("```python\n\n```", _tools())
     schemas = tool_schemas(_tools(), "one word")
     assert schemas[-1]["function"]["parameters"]["required"] == ["answer"]
+
+
+def test_every_action_in_the_text_prompt_starts_with_its_form_not_its_description():
+    # A small model copies the first line of an entry as its reply: that line must be an action.
+    task = Task(id="c", domain="coding", prompt="Write add(a, b).",
+                grading={"style": "asserts", "tests": "assert add(1, 2) == 3", "entry_point": "add"})
+    env = CodingEnvironment()
+    system = opening_messages(env, task, "", env.tools(task), Limits(), "text")[0]["content"]
+    actions = system.split("Actions (write them exactly like this):\n")[1].split("\n\nExample")[0]
+    assert actions.startswith("```python\n<code>\n```\n  (Run a Python program")
+    assert "\nANSWER: <your final answer>\n  (Your final answer" in actions
+    assert "Give your final answer" not in system

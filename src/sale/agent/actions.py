@@ -147,9 +147,10 @@ def short_form(tool: Tool, style: str | None = None) -> str:
 def answer_form(style: str | None = None) -> str:
     """How the prompt shows the final answer."""
     if _style(style) == "blocks":
-        return "```answer\n<your final answer>\n```\nFor an answer that is code, put the code in the answer block."
-    return ("ANSWER: <your final answer>\n"
-            "For an answer that is code, write the line ANSWER: and put the code block right below it.")
+        return ("```answer\n<your final answer>\n```\n  (Your final answer, which ends the task. "
+                "For an answer that is code, put the code in the answer block.)")
+    return ("ANSWER: <your final answer>\n  (Your final answer, which ends the task. "
+            "For an answer that is code, write the line ANSWER: and put the code block right below it.)")
 
 
 def example_reply(tools: list[Tool], style: str | None = None) -> str:
@@ -176,13 +177,14 @@ def _usage(tool: Tool, style: str) -> str:
 
 def describe_text_tools(tools: list[Tool], style: str | None = None) -> str:
     """The tool list of the text format's prompt: how to call each tool, and what it does.
-    A one-line call comes first on its line (a small model that copies the line still
-    writes an action); a block comes after its description."""
+    The call comes first (a one-line call on its line, a block before the line that
+    says what it does): small models copy the first line of an entry as their reply,
+    which must then be an action, not a description."""
     style = _style(style)
     parts = []
     for tool in tools:
         usage, description = _usage(tool, style), tool.description.strip()
-        parts.append(f"- {usage}  {description}" if "\n" not in usage else f"- {description}\n{usage}")
+        parts.append(f"- {usage}  {description}" if "\n" not in usage else f"{usage}\n  ({description})")
     return "\n".join(parts)
 
 
