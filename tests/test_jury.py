@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -175,8 +176,6 @@ def leaning_juror(request):
 
 
 def _expected(digits):
-    import math
-
     w = [math.exp(lp) for lp in _LOGPROBS]
     return sum(int(d) * x for d, x in zip(digits, w)) / sum(w)
 

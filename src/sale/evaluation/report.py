@@ -202,9 +202,14 @@ def extra_tables(extra: Mapping[str, Any]) -> list[tuple[str, list[str], list[li
     return tables
 
 
+def format_tables(tables: Sequence[tuple[str, Sequence[str], Sequence[Sequence[str]]]]) -> str:
+    """(title, header, rows) tables as text for a terminal ("" when there are none)."""
+    return "\n\n".join(f"{title}\n{format_table(header, rows)}" for title, header, rows in tables)
+
+
 def format_extra(extra: Mapping[str, Any]) -> str:
     """`extra_tables` as text for a terminal ("" when there are none)."""
-    return "\n\n".join(f"{title}\n{format_table(header, rows)}" for title, header, rows in extra_tables(extra))
+    return format_tables(extra_tables(extra))
 
 
 # ---------------------------------------------------------------------------
@@ -469,7 +474,8 @@ def write_report(
             for r in flat:
                 fh.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
 
-    text = "\n\n".join(filter(None, [format_summary(summary), format_extra(extra)]))
+    tables = extra_tables(extra)
+    text = "\n\n".join(filter(None, [format_summary(summary), format_tables(tables)]))
     paths["table"] = out / "report.txt"
     paths["table"].write_text(text + "\n", encoding="utf-8")
 
@@ -502,7 +508,7 @@ def write_report(
         highlight=sale,
         notes=str(extra.get("notes") or ""),
         config=extra.get("config"),
-        tables=extra_tables(extra),
+        tables=tables,
     )
     paths["html"] = out / "report.html"
     paths["html"].write_text(page, encoding="utf-8")
