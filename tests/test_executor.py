@@ -194,6 +194,29 @@ async def test_a_prose_answer_after_running_the_code_grades_that_code(scripted, 
     assert out.answer_source == "submitted" and not out.passed  # a submitted definition wins
 
 
+async def test_a_later_run_that_only_calls_the_function_does_not_replace_it(scripted, pool, tmp_path):
+    # Each run starts in a fresh sandbox, so the call fails; the code that defined the
+    # function stays the one graded.
+    defined = Reply(block("python", GOOD_CODE))
+    call = Reply(block("python", "print(count_vowels('hello'))"))
+    path = tmp_path / "t.jsonl"
+    out = await run(scripted, pool, CodingEnvironment(), CODE_TASK, defined, call, limits=Limits(max_steps=2), trajectory_path=path)
+    second = [json.loads(line) for line in path.read_text().splitlines()][2]
+    assert "NameError" in second["observation"]
+    assert out.reason == "max_steps" and out.answer_source == "last_code" and out.passed
+    assert out.answer == GOOD_CODE
+
+
+async def test_running_the_same_solution_again_hands_it_in(scripted, pool, tmp_path):
+    same = Reply(block("python", GOOD_CODE))
+    path = tmp_path / "t.jsonl"
+    out = await run(scripted, pool, CodingEnvironment(), CODE_TASK, same, same, same, trajectory_path=path)
+    assert out.reason == "repeated" and out.steps == 2 and out.malformed == 0
+    assert out.answer_source == "last_code" and out.passed and len(scripted.requests_for("small")) == 2
+    steps = [json.loads(line) for line in path.read_text().splitlines()][1:-1]
+    assert [s["step"] for s in steps] == [1, 2] and steps[1]["observation"] is None
+
+
 # ----------------------------------------------------------------------------- malformed
 
 
@@ -233,7 +256,8 @@ async def test_repeating_an_action_is_corrected(scripted, pool):
     same = Reply("add: " + json.dumps({"a": 1, "b": 2}))
     out = await run(scripted, pool, ToyEnv(), TOY_TASK, same, same, same)
     assert out.reason == "malformed" and out.steps == 3 and out.malformed == 2
-    assert messages(scripted, 2)[-1]["content"].startswith("You already ran exactly this action")
+    correction = messages(scripted, 2)[-1]["content"]
+    assert correction.startswith("You already ran exactly this action") and "Write ANSWER: and your final answer now" in correction
 
 
 # ----------------------------------------------------------------------------- limits

@@ -9,7 +9,8 @@ a malformed reply, a failing tool or a failing endpoint.
 
 Limits end the loop by raising `_Ended` internally; the reason is recorded:
 "submitted", "max_steps", "max_tokens", "max_dollars", "max_wall_s", "malformed",
-"llm_error: ..." or "budget: ...".
+"repeated" (a coding agent ran the same code that defines the task's function again:
+it has nothing more to try, and that code is graded), "llm_error: ..." or "budget: ...".
 
 When the task is a coding task (its grading names an ``entry_point``) and the run ends
 without an answer, or with an answer that does not define that function (small models
@@ -38,7 +39,7 @@ from typing import Any
 from sale import prompts
 from sale.agent.actions import (
     ANSWER_LABELS, SUBMIT_TOOL, TEXT_STOP, Action, MalformedAction, block_label,
-    answer_form, describe_text_tools, example_reply, parse_text_action, parse_tool_call, short_form, tool_schemas,
+    answer_form, describe_text_tools, example_reply, parse_text_action, parse_tool_call, tool_schemas,
 )  # fmt: skip
 from sale.envs.base import Environment, Tool
 from sale.errors import BudgetExceeded, ConfigError
@@ -54,21 +55,14 @@ LAST_REPLY = {
     "text": "This is your last reply: write ANSWER: and your final answer now.",
     "tools": f"This is your last reply: call {SUBMIT_TOOL} with your final answer now.",
 }
-#: The correction for an action identical to one already run (small models loop).
-REPEATED = "You already ran exactly this action; its output is above. If it answers the task, {answer}. Otherwise {other}."
-
-
-def _repeat_hint(tool: Tool, tools: list[Tool], action_format: str) -> str:
-    """The correction for a repeated action, pointing at the other tools."""
-    others = [t for t in tools if t.name != tool.name]
-    if action_format == "tools":
-        answer = f"call {SUBMIT_TOOL} with your final answer"
-        other = "call " + ", ".join(t.name for t in others) + " or change the arguments" if others else "change the arguments"
-    else:
-        answer = "give your final answer"
-        forms = ", ".join(short_form(t) for t in others)
-        other = f"try {forms}, or a different input" if others else "try a different input"
-    return REPEATED.format(answer=answer, other=other)
+#: The correction for an action identical to one already run. Small models repeat an
+#: action when they do not know what comes next (often with the answer in its output);
+#: measured on the 1.5B model, a correction that also offered other actions was answered
+#: by the same action again, one that asks for the answer got an answer.
+REPEATED = {
+    "text": "You already ran exactly this action; its output is above. Write ANSWER: and your final answer now.",
+    "tools": f"You already made exactly this call; its output is above. Call {SUBMIT_TOOL} with your final answer now.",
+}
 
 
 @dataclass(frozen=True)
@@ -276,7 +270,12 @@ class _Episode:
                 raise _Ended("submitted")
             key = json.dumps([action.tool, action.arguments], sort_keys=True, default=str)
             if key in self.done:
-                raise MalformedAction(_repeat_hint(self.by_name[action.tool], self.tools, self.format))
+                if self.defines_entry(action.arguments.get("code")):
+                    # The same working code again: the agent is done with it (graded as last_code).
+                    self.last_code = action.arguments["code"]
+                    self.finish_step(observation=None)
+                    raise _Ended("repeated")
+                raise MalformedAction(REPEATED[self.format])
             observation = await self.run_tool(action)
             self.done.add(key)
         except MalformedAction as exc:
@@ -292,6 +291,11 @@ class _Episode:
         shown = truncate(observation or "(no output)", lim.max_observation_chars)
         self.reply(c, action, shown, label=block_label(self.by_name[action.tool]))
         self.finish_step(observation=shown)
+
+    def defines_entry(self, code: Any) -> bool:
+        """Whether ``code`` defines the function a coding task's grading calls."""
+        entry = self.task.grading.get("entry_point")
+        return isinstance(code, str) and isinstance(entry, str) and _defines(code, entry)
 
     def parse(self, c: Completion) -> Action:
         if self.format == "tools":
@@ -311,8 +315,10 @@ class _Episode:
             output = await tool.run(**action.arguments)
         except Exception as exc:  # a tool must never crash the loop
             raise MalformedAction(f"Tool '{tool.name}' failed: {type(exc).__name__}: {str(exc)[:300]}") from None
-        if "code" in tool.parameters.get("required", []):
-            self.last_code = action.arguments.get("code")
+        if self.defines_entry(action.arguments.get("code")):
+            # Only code that defines the task's function: a later run that just calls it
+            # (in a fresh sandbox, where it fails) does not replace the solution.
+            self.last_code = action.arguments["code"]
         return output if isinstance(output, str) else str(output)
 
     def reply(self, c: Completion, action: Action | None, observation: str, label: str | None) -> None:
@@ -406,10 +412,7 @@ async def _graded(ep: _Episode, env: Environment, task: Task, reason: str, grade
     """The episode's outcome, its answer (or the last code, see module doc) graded."""
     answer, source = ep.answer, "submitted" if ep.answer is not None else None
     entry = task.grading.get("entry_point")
-    if (
-        grade_last_code and ep.last_code and isinstance(entry, str) and _defines(ep.last_code, entry)
-        and (answer is None or not _defines(answer, entry))
-    ):
+    if grade_last_code and ep.last_code and (answer is None or not _defines(answer, entry)):
         answer, source = ep.last_code, "last_code"
     passed, score, detail = False, 0.0, {}
     if answer is not None:
