@@ -30,7 +30,7 @@ import yaml
 from sale.config import parse_pool
 from sale.errors import ConfigError
 from sale.evaluation.bench import (
-    ABLATION_VARIANTS, CORE_VARIANTS, EndpointFailure, add_arguments, run_bench, run_from_args,
+    ABLATION_VARIANTS, CORE_VARIANTS, EndpointFailure, add_arguments, run_bench, run_from_args, select_variants,
 )  # fmt: skip
 from sale.evaluation.matrix import MatrixStore
 from sale.llm.ledger import Ledger
@@ -293,3 +293,15 @@ def test_ablations_and_jury_comparison(files, responder, tmp_path):
     assert "sale-self-review" in extra["reused"]["variant_rounds"]
     # Every variant's stream shares the original bids: 3 bids per task, nothing more.
     assert responder.calls["bid"] == 3 * 8
+
+
+def test_variants_choose_which_sale_variants_run(files, responder, tmp_path):
+    out = tmp_path / "bench"
+    assert bench(args_for(files, out, "--orderings", "1", "--variants", "sale-no-memory,sale-no-jury")) == 0
+    methods = json.loads((out / "summary.json").read_text())["methods"]
+    assert {"sale-no-memory", "sale-no-jury"} <= set(methods)
+    assert not {"sale", "sale-default-weights"} & set(methods)
+    assert not (out / "sale" / "sale").exists()  # nothing of the variants left out ran
+    assert "oracle" in methods and "largest" in methods  # the baselines still do
+    with pytest.raises(ConfigError, match="unknown sale-fancy; known: sale, "):
+        select_variants(["sale-fancy"])

@@ -57,8 +57,9 @@ such as a prompt beyond its context) are outcomes and are recorded.
 
 A bench folder belongs to one configuration (pool, tasks, split, seed, auction
 settings, execution limits); ``bench.json`` records it and a rerun with another raises
-ConfigError. The number of orderings, ``--ablations`` and ``--compare-jury`` may change
-between runs: finished work is kept and only what is missing runs.
+ConfigError. The number of orderings, ``--ablations``, ``--variants`` and
+``--compare-jury`` may change between runs: finished work is kept and only what is
+missing runs.
 """
 
 from __future__ import annotations
@@ -153,6 +154,17 @@ ABLATION_VARIANTS = (
     Variant("sale-self-review", {"jury": "self"}, doc="each bid scored by its own bidder only"),
     Variant("sale-peer-review", {"jury": "peer"}, doc="each bid scored by every agent but its bidder"),
 )
+
+
+def select_variants(names: Sequence[str] | None, ablations: bool = False) -> list[Variant]:
+    """The SALE variants named (in the order given), else the core ones (and the ablations)."""
+    if names is None:
+        return list(CORE_VARIANTS) + (list(ABLATION_VARIANTS) if ablations else [])
+    known = {v.name: v for v in CORE_VARIANTS + ABLATION_VARIANTS}
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ConfigError(f"variants: unknown {', '.join(unknown) or '(none given)'}; known: {', '.join(known)}")
+    return [known[n] for n in dict.fromkeys(names)]
 
 
 def variant_settings(base: AuctionSettings, variant: Variant) -> AuctionSettings:
@@ -807,12 +819,19 @@ class Bench:
 
     # ------------------------------------------------------------------ the whole bench
 
-    async def run(self, *, orderings: int = 5, ablations: bool = False, compare_jury: bool = False) -> dict[str, Any]:
-        """Every stage; writes the report and returns the summary.json contents."""
+    async def run(
+        self, *, orderings: int = 5, ablations: bool = False, compare_jury: bool = False,
+        variants: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Every stage; writes the report and returns the summary.json contents.
+
+        ``variants`` names the SALE variants to run (default: the core ones, and the
+        ablations with ``ablations``)."""
         from sale.evaluation.report import write_report
 
         if orderings < 1:
             raise ConfigError(f"orderings must be at least 1, got {orderings}")
+        chosen = select_variants(variants, ablations)
         tiers = sorted({(t.domain, t.tier, t.tier_name) for t in self.tasks})
         self.say(
             f"workload: {len(self.tasks)} tasks (train {len(self.train)}, test {len(self.test)}) over "
@@ -822,9 +841,8 @@ class Bench:
             await self.rounds_stage(self.settings, self.tasks, f"{self.settings.jury_mode} jury, all tasks")
             await self.matrix_stage()
             weights = self.weights_stage()
-            variants = list(CORE_VARIANTS) + (list(ABLATION_VARIANTS) if ablations else [])
             runs: dict[str, VariantRun] = {}
-            for variant in variants:
+            for variant in chosen:
                 w = weights if variant.fitted_weights else self.default_weights
                 runs[variant.name] = await self.run_variant(variant, w, orderings)
             baseline_results, skipped = self.baselines_stage()
@@ -835,7 +853,7 @@ class Bench:
         results: dict[str, list[TaskResult]] = {name: run.results for name, run in runs.items()}
         results.update(baseline_results)
         summary = summarise(results, largest="largest", oracle="oracle", seed=self.seed)
-        extra = self._extra(runs, weights, skipped, variants, orderings, jury)
+        extra = self._extra(runs, weights, skipped, chosen, orderings, jury)
         paths = write_report(self.out, summary, results, extra)
         self.say(f"report: {paths['html']}")
         return json.loads(paths["summary"].read_text(encoding="utf-8"))
@@ -904,13 +922,14 @@ class Bench:
                 "second_half": _mean([h[1] for h in halves]),
             }
         by_tier = Counter(t.tier_name for t in self.test)
+        main = "sale" if "sale" in runs else next(iter(runs))  # the stream the plots follow
         return {
             "title": "SALE bench",
             "notes": reused["original_rounds"] + " " + reused["note"],
-            "sale_method": "sale",
+            "sale_method": main,
             "agents": [a.name for a in self.pool.by_price()],
             "smallest_agent": smallest,
-            "winners": runs["sale"].winners,
+            "winners": runs[main].winners,
             "smallest_agent_wins": wins,
             "splits": {
                 "train": len(self.train),
@@ -966,6 +985,7 @@ async def run_bench(
     orderings: int = 5,
     seed: int = 0,
     ablations: bool = False,
+    variants: Sequence[str] | None = None,
     jury_mode: str | None = None,
     compare_jury: bool = False,
     parallel: int = 1,
@@ -990,7 +1010,7 @@ async def run_bench(
         limits=limits, action_format=action_format, parallel=parallel, seed=seed, embedder=embedder,
         pull_missing=pull_missing, say=say, progress=progress,
     )  # fmt: skip
-    return await bench.run(orderings=orderings, ablations=ablations, compare_jury=compare_jury)
+    return await bench.run(orderings=orderings, ablations=ablations, compare_jury=compare_jury, variants=variants)
 
 
 # ----------------------------------------------------------------------------- command line
@@ -1015,6 +1035,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--seed", type=int, default=0, help="seed of the workload draw, split, orderings and random baseline")
     add("--ablations", action="store_true",
         help="also run SALE without price, length, entropy or jury, and with self or peer review only")
+    add("--variants", type=lambda text: [v.strip() for v in text.split(",") if v.strip()],
+        help="comma-separated SALE variants to run, e.g. sale,sale-no-memory (default: "
+        + ", ".join(v.name for v in CORE_VARIANTS) + ", and the ablations with --ablations)")
     add("--jury-mode", choices=("batched", "per_bid"),
         help="jury mode of the auction (default: the pool file's, else per_bid)")
     add("--compare-jury", action="store_true",
@@ -1062,7 +1085,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         try:
             return await run_bench(
                 pool, train, test, out, envs, orderings=args.orderings, seed=args.seed,
-                ablations=args.ablations, jury_mode=args.jury_mode, compare_jury=args.compare_jury,
+                ablations=args.ablations, variants=args.variants, jury_mode=args.jury_mode, compare_jury=args.compare_jury,
                 parallel=args.parallel, embedder=embedder, pull_missing=args.pull,
             )  # fmt: skip
         finally:
