@@ -19,7 +19,7 @@ import yaml
 
 from sale.auction.auction import Auction
 from sale.auction.entropy import mean_entropy, token_entropy, token_span
-from sale.auction.refine import strategy_span
+from sale.auction.refine import copied_share, strategy_span
 from sale.auction.record import AuctionError, AuctionResult, Round
 from sale.auction.settings import AuctionSettings
 from sale.auction.weights import Weights
@@ -253,6 +253,33 @@ async def test_refinement_runs_for_cheaper_agents_with_pairs_and_can_win(scripte
     rec = memory.get("t-now")
     assert rec.winner == "small" and {(b.agent, b.kind) for b in rec.bids} >= {("small", "refined"), ("small", "original")}
     assert rec.winning_bid().kind == "refined"
+
+
+def test_copied_share_counts_phrases_pasted_from_the_past_contests():
+    # Phrases (a b c d) and (b c d e): only the first was shown, and neither is the agent's own.
+    assert copied_share("a b c d e", shown="x a b c d y", own="") == 0.5
+    assert copied_share("a b c d e", shown="x a b c d y", own="the task: a b c d") == 0.0
+    assert copied_share("A, b. C d!", shown="a b c d", own="") == 1.0  # words, not punctuation or case
+    assert copied_share("too short", shown="too short", own="") == 0.0
+
+
+PASTED = "strong plan 0: search, open, read the director. strong plan 1: search, open, read the director Q5"
+
+
+async def test_a_refined_bid_pasted_from_the_past_contests_drops_out(scripted):
+    script = Script(standard_bids(), refine={"small": refine_reply(PASTED)})
+    async with scripted_pool(scripted, script) as pool:
+        result = await Auction(pool, memory_with_pairs("small", "big"), AuctionSettings(), WEIGHTS).run(TASK, ENV)
+        assert result.refinement.ran and result.refinement.refined == []
+        (drop,) = [d for d in result.dropped if d.role == "refiner"]
+        # 12 distinct 4-word phrases; 8 are in the shown winning plans ("strong plan 0
+        # search", ..., "open read the director"), none in the task or small's own bid.
+        assert drop.agent == "small" and "copies the past contests (67% of its phrases)" in drop.reason
+        assert result.winner == "mid" and result.winner_kind == "original"
+        # The same bid, allowed (1.0: never dropped), is scored Q5 and wins.
+        allow = AuctionSettings(refine_max_copied=1.0)
+        result = await Auction(pool, memory_with_pairs("small", "big"), allow, WEIGHTS).run(TASK, ENV)
+        assert result.winner == "small" and result.winner_kind == "refined"
 
 
 async def test_batched_refinement_judges_the_provisional_winner_again_beside_the_refined_bids(scripted):

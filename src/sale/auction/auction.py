@@ -184,7 +184,8 @@ class Auction:
         return pairs
 
     async def _refine(
-        self, task: Task, env_desc: str, provisional: ScoredBid, phases: dict[str, PhaseStats], dropped: list[Dropout]
+        self, task: Task, env_desc: str, provisional: ScoredBid, phases: dict[str, PhaseStats], dropped: list[Dropout],
+        originals: list[ScoredBid],
     ) -> tuple[Refinement, list[ScoredBid], ScoredBid | None]:
         """Refined bids of the agents cheaper than the provisional winner, scored by the
         jury, and the reference (see `Refinement`): with the batched jury the provisional
@@ -209,7 +210,8 @@ class Auction:
             return refinement, [], None
         refinement.ran = True
         refinement.reason = "the provisional winner is not the cheapest agent"
-        bids, refine_dropped, stats = await refine_bids(cheaper, task.prompt, env_desc, pairs, self.settings)
+        own = {b.agent: b.text for b in originals}
+        bids, refine_dropped, stats = await refine_bids(cheaper, task.prompt, env_desc, pairs, self.settings, own)
         phases["refine"] = stats
         dropped += refine_dropped
         refinement.refined = [b.agent for b in bids]
@@ -246,7 +248,7 @@ class Auction:
             for b in bids:
                 self.score(b)
             provisional = self.best(bids)
-            refinement, refined, reference = await self._refine(task, env_desc, provisional, phases, dropped)
+            refinement, refined, reference = await self._refine(task, env_desc, provisional, phases, dropped, bids)
             for b in refined:
                 self.score(b)
             bar = provisional.total

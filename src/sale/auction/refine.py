@@ -5,7 +5,8 @@ winning strategy, at least one of them its own; see memory.store.contrastive_pai
 and a prompt (``sale/prompts/refine.txt``) that asks why each winner won and each
 loser lost, then for a refined strategy for the current task after the marker
 ``REFINED STRATEGY:``. Only the text after the last marker is the bid; its length and
-entropy are measured on the tokens that spell it.
+entropy are measured on the tokens that spell it. A refined bid made mostly of text
+pasted from the past contests drops out (``refine_max_copied``, see `copied_share`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,26 @@ Pair = tuple[Bid, Bid, AuctionRecord]
 _MARKER = re.compile(r"refined[\s*_]+strategy[\s*_]*:", re.IGNORECASE)
 _LOOSE_MARKER = re.compile(r"strategy[\s*_]*:", re.IGNORECASE)
 _ANALYSIS = re.compile(r"^[\s*#_]*analysis[\s*_]*:", re.IGNORECASE)
+
+
+#: Copying is measured on phrases of this many words.
+COPY_WORDS = 4
+_WORD = re.compile(r"\w+")
+
+
+def _phrases(text: str) -> set[tuple[str, ...]]:
+    words = _WORD.findall(text.lower())
+    return {tuple(words[i:i + COPY_WORDS]) for i in range(len(words) - COPY_WORDS + 1)}
+
+
+def copied_share(strategy: str, shown: str, own: str) -> float:
+    """Share of ``strategy``'s 4-word phrases that appear in ``shown`` (the past
+    contests in the refine prompt) but not in ``own`` (the current task and the agent's
+    own bid for it): 0.0 for a strategy of its own, near 1.0 for a pasted one."""
+    phrases = _phrases(strategy)
+    if not phrases:
+        return 0.0
+    return len((phrases & _phrases(shown)) - _phrases(own)) / len(phrases)
 
 
 def _cut(text: str, chars: int) -> str:
@@ -106,8 +127,10 @@ async def refine_bids(
     env_desc: str,
     pairs: Mapping[str, Sequence[Pair]],
     settings: AuctionSettings,
+    originals: Mapping[str, str] | None = None,
 ) -> tuple[list[ScoredBid], list[Dropout], PhaseStats]:
-    """Each agent with at least one pair writes a refined bid, concurrently."""
+    """Each agent with at least one pair writes a refined bid, concurrently.
+    ``originals``: each agent's original bid for this task (its phrases are its own)."""
     askers = [a for a in agents if pairs.get(a.name)]
 
     answers, stats = await ask_all(askers, lambda agent: agent.chat(
@@ -126,6 +149,12 @@ async def refine_bids(
         stats.add(answer)
         bid = refined_bid(agent, answer)
         problem = "no refined strategy in the answer" if bid is None else bid_problem(bid.text)
+        if not problem:
+            shown = pairs_text(pairs[agent.name], agent.name, settings.refine_text_chars)
+            own = task_text + "\n" + (originals or {}).get(agent.name, "")
+            share = copied_share(bid.text, shown, own)
+            if share > settings.refine_max_copied:
+                problem = f"refined bid copies the past contests ({share:.0%} of its phrases): {bid.text[:60]!r}"
         if problem:
             dropped.append(Dropout(agent.name, REFINER, REFINED, problem))
             continue

@@ -68,6 +68,11 @@ class AuctionSettings(BaseModel):
       - ``refine_require_success``: a past winner counts only if its execution passed.
       - ``refine_max_tokens``: cap on the refine call (analysis plus refined strategy).
       - ``refine_text_chars``: each past task and strategy shown is cut to this length.
+      - ``refine_max_copied``: a refined bid drops out when more than this share of its
+        4-word phrases comes from the past contests shown to it and from neither the
+        current task nor the agent's own bid for it (1.0: never). Small models answer
+        the refine prompt by pasting past tasks or plans; such a bid is not about the
+        task, yet copied text has a low entropy and lenient jurors score it high.
 
     Weights
       - ``weights_file``: JSON file of fitted weights (a relative path is taken from
@@ -101,6 +106,7 @@ class AuctionSettings(BaseModel):
     refine_require_success: bool = False
     refine_max_tokens: int = Field(default=160, gt=0, le=8192)
     refine_text_chars: int = Field(default=600, ge=50)
+    refine_max_copied: float = Field(default=0.5, gt=0.0, le=1.0)
 
     weights_file: str | None = None
 
