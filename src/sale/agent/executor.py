@@ -271,7 +271,7 @@ class _Episode:
             key = json.dumps([action.tool, action.arguments], sort_keys=True, default=str)
             if key in self.done:
                 if self.defines_entry(action.arguments.get("code")):
-                    # The same working code again: the agent is done with it (graded as last_code).
+                    # The same solution again: the agent has nothing more to try (graded as last_code).
                     self.last_code = action.arguments["code"]
                     self.finish_step(observation=None)
                     raise _Ended("repeated")
