@@ -70,12 +70,11 @@ def pairs_text(pairs: Sequence[Pair], agent: str, chars: int) -> str:
     return "\n\n".join(blocks)
 
 
-def refine_messages(
-    task_text: str, env_desc: str, pairs: Sequence[Pair], agent: str, settings: AuctionSettings
-) -> list[dict[str, str]]:
+def refine_messages(task_text: str, env_desc: str, shown: str, settings: AuctionSettings) -> list[dict[str, str]]:
+    """The refine prompt; ``shown`` is the past contests as `pairs_text` writes them."""
     prompt = render(
         prompts.text("refine.txt"),
-        pairs=pairs_text(pairs, agent, settings.refine_text_chars),
+        pairs=shown,
         task=task_text.strip(),
         environment=env_desc.strip() or "(no tools)",
         max_words=words_for(settings.bid_max_tokens),
@@ -132,9 +131,11 @@ async def refine_bids(
     """Each agent with at least one pair writes a refined bid, concurrently.
     ``originals``: each agent's original bid for this task (its phrases are its own)."""
     askers = [a for a in agents if pairs.get(a.name)]
+    # The past contests as each agent is shown them: its prompt, and what a copy is measured against.
+    shown = {a.name: pairs_text(pairs[a.name], a.name, settings.refine_text_chars) for a in askers}
 
     answers, stats = await ask_all(askers, lambda agent: agent.chat(
-        refine_messages(task_text, env_desc, pairs[agent.name], agent.name, settings),
+        refine_messages(task_text, env_desc, shown[agent.name], settings),
         phase="refine", max_tokens=settings.refine_max_tokens,
         temperature=settings.bid_temperature, top_logprobs=settings.top_logprobs,
         timeout_s=settings.call_timeout_s,
@@ -150,9 +151,8 @@ async def refine_bids(
         bid = refined_bid(agent, answer)
         problem = "no refined strategy in the answer" if bid is None else bid_problem(bid.text)
         if not problem:
-            shown = pairs_text(pairs[agent.name], agent.name, settings.refine_text_chars)
             own = task_text + "\n" + (originals or {}).get(agent.name, "")
-            share = copied_share(bid.text, shown, own)
+            share = copied_share(bid.text, shown[agent.name], own)
             if share > settings.refine_max_copied:
                 problem = f"refined bid copies the past contests ({share:.0%} of its phrases): {bid.text[:60]!r}"
         if problem:
