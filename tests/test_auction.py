@@ -19,7 +19,7 @@ import yaml
 
 from sale.auction.auction import Auction
 from sale.auction.entropy import mean_entropy, token_entropy, token_span
-from sale.auction.refine import copied_share, strategy_span
+from sale.auction.refine import copied_share, distinct_share, refined_problem, strategy_span
 from sale.auction.record import AuctionError, AuctionResult, Round
 from sale.auction.settings import AuctionSettings
 from sale.auction.weights import Weights
@@ -278,6 +278,42 @@ async def test_a_refined_bid_pasted_from_the_past_contests_drops_out(scripted):
         assert result.winner == "mid" and result.winner_kind == "original"
         # The same bid, allowed (1.0: never dropped), is scored Q5 and wins.
         allow = AuctionSettings(refine_max_copied=1.0)
+        result = await Auction(pool, memory_with_pairs("small", "big"), allow, WEIGHTS).run(TASK, ENV)
+        assert result.winner == "small" and result.winner_kind == "refined"
+
+
+def test_distinct_share_counts_repeated_word_pairs():
+    # Pairs: (the answer) (answer is) (is the) (the answer) (answer is): 3 distinct of 5.
+    assert distinct_share("The answer is: the answer is") == pytest.approx(3 / 5)
+    # Numbers are not words: "1. Final answer 2. Final answer" repeats (final answer).
+    assert distinct_share("1. Final answer: 2. Final answer:") == pytest.approx(2 / 3)
+    assert distinct_share("Search the title, then open it.") == 1.0
+    assert distinct_share("one") == 1.0
+
+
+def test_refined_problem_names_echoed_labels_copies_and_repeats():
+    settings = AuctionSettings()
+    assert "echoes the prompt's label 'PAST TASK 2'" in refined_problem("Plan. PAST TASK 2: who", "", "", settings)
+    assert "'WINNING STRATEGY'" in refined_problem("WINNING STRATEGY (yours): search", "", "", settings)
+    # The words in a sentence of the bid's own are no echo.
+    assert refined_problem("The winning strategy for a past task searched first.", "", "", settings) is None
+    assert "copies the past contests (100% " in refined_problem("a b c d", "a b c d", "", settings)
+    assert "repeats itself (40% " in refined_problem("x y x y x y", "", "", settings)  # (x y) (y x): 2 of 5
+    assert refined_problem("x y x y x y", "", "", AuctionSettings(refine_min_distinct=0.0)) is None
+
+
+async def test_a_refined_bid_that_repeats_itself_drops_out(scripted):
+    looping = "- **Use the best tool:** " * 6 + "Q5"
+    script = Script(standard_bids(), refine={"small": refine_reply(looping)})
+    async with scripted_pool(scripted, script) as pool:
+        result = await Auction(pool, memory_with_pairs("small", "big"), AuctionSettings(), WEIGHTS).run(TASK, ENV)
+        assert result.refinement.ran and result.refinement.refined == []
+        (drop,) = [d for d in result.dropped if d.role == "refiner"]
+        # Words: "use the best tool" x6, then "q" (from Q5): 24 pairs, of which 5 are
+        # distinct (use the, the best, best tool, tool use, tool q): 21%.
+        assert drop.agent == "small" and "repeats itself (21% of its word pairs distinct)" in drop.reason
+        assert result.winner == "mid" and result.winner_kind == "original"
+        allow = AuctionSettings(refine_min_distinct=0.0)
         result = await Auction(pool, memory_with_pairs("small", "big"), allow, WEIGHTS).run(TASK, ENV)
         assert result.winner == "small" and result.winner_kind == "refined"
 

@@ -5,8 +5,14 @@ winning strategy, at least one of them its own; see memory.store.contrastive_pai
 and a prompt (``sale/prompts/refine.txt``) that asks why each winner won and each
 loser lost, then for a refined strategy for the current task after the marker
 ``REFINED STRATEGY:``. Only the text after the last marker is the bid; its length and
-entropy are measured on the tokens that spell it. A refined bid made mostly of text
-pasted from the past contests drops out (``refine_max_copied``, see `copied_share`).
+entropy are measured on the tokens that spell it.
+
+Small models answer this prompt with text that is not a plan for the task, and such
+text is short on entropy and scored high by lenient jurors, while the weights were
+fitted on original bids only. A refined bid drops out (`refined_problem`) when it
+echoes the prompt's own labels (``PAST TASK 1:``), when it is mostly pasted from the
+past contests (``refine_max_copied``, see `copied_share`), or when it repeats itself
+(``refine_min_distinct``, see `distinct_share`).
 """
 
 from __future__ import annotations
@@ -33,6 +39,11 @@ _ANALYSIS = re.compile(r"^[\s*#_]*analysis[\s*_]*:", re.IGNORECASE)
 #: Copying is measured on phrases of this many words.
 COPY_WORDS = 4
 _WORD = re.compile(r"\w+")
+_LETTERS = re.compile(r"[^\W\d_]+")
+
+#: The labels `pairs_text` writes; a refined bid that contains one echoes the prompt.
+PAST_TASK, LOSING, WINNING = "PAST TASK", "LOSING STRATEGY", "WINNING STRATEGY"
+_ECHO = re.compile(rf"{PAST_TASK} \d+:|{LOSING} \(|{WINNING} \(")
 
 
 def _phrases(text: str) -> set[tuple[str, ...]]:
@@ -50,6 +61,30 @@ def copied_share(strategy: str, shown: str, own: str) -> float:
     return len((phrases & _phrases(shown)) - _phrases(own)) / len(phrases)
 
 
+def distinct_share(strategy: str) -> float:
+    """Share of distinct pairs among ``strategy``'s pairs of adjacent words (words of
+    letters; numbers are left out, so numbered repeats count as repeats): 1.0 for text
+    that never repeats a word pair, near 0 for "The answer is: The answer is: ..."."""
+    words = _LETTERS.findall(strategy.lower())
+    pairs = list(zip(words, words[1:]))
+    return len(set(pairs)) / len(pairs) if pairs else 1.0
+
+
+def refined_problem(strategy: str, shown: str, own: str, settings: AuctionSettings) -> str | None:
+    """Why a refined bid is not a plan for the task (see the module docstring), or None.
+    ``shown``: the past contests in its prompt; ``own``: the task and the agent's own bid."""
+    head = repr(strategy[:60])
+    if echo := _ECHO.search(strategy):
+        return f"refined bid echoes the prompt's label {echo.group().rstrip(' (:')!r}: {head}"
+    share = copied_share(strategy, shown, own)
+    if share > settings.refine_max_copied:
+        return f"refined bid copies the past contests ({share:.0%} of its phrases): {head}"
+    distinct = distinct_share(strategy)
+    if distinct < settings.refine_min_distinct:
+        return f"refined bid repeats itself ({distinct:.0%} of its word pairs distinct): {head}"
+    return None
+
+
 def _cut(text: str, chars: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= chars else text[: chars - 3].rstrip() + "..."
@@ -63,9 +98,9 @@ def pairs_text(pairs: Sequence[Pair], agent: str, chars: int) -> str:
             return "yours" if b.agent == agent else "another agent's"
 
         blocks.append(
-            f"PAST TASK {k}:\n{_cut(rec.task_text, chars)}\n"
-            f"LOSING STRATEGY ({who(loser)}):\n{_cut(loser.text, chars)}\n"
-            f"WINNING STRATEGY ({who(winner)}):\n{_cut(winner.text, chars)}"
+            f"{PAST_TASK} {k}:\n{_cut(rec.task_text, chars)}\n"
+            f"{LOSING} ({who(loser)}):\n{_cut(loser.text, chars)}\n"
+            f"{WINNING} ({who(winner)}):\n{_cut(winner.text, chars)}"
         )
     return "\n\n".join(blocks)
 
@@ -152,9 +187,7 @@ async def refine_bids(
         problem = "no refined strategy in the answer" if bid is None else bid_problem(bid.text)
         if not problem:
             own = task_text + "\n" + (originals or {}).get(agent.name, "")
-            share = copied_share(bid.text, shown[agent.name], own)
-            if share > settings.refine_max_copied:
-                problem = f"refined bid copies the past contests ({share:.0%} of its phrases): {bid.text[:60]!r}"
+            problem = refined_problem(bid.text, shown[agent.name], own, settings)
         if problem:
             dropped.append(Dropout(agent.name, REFINER, REFINED, problem))
             continue

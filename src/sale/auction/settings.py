@@ -73,6 +73,10 @@ class AuctionSettings(BaseModel):
         current task nor the agent's own bid for it (1.0: never). Small models answer
         the refine prompt by pasting past tasks or plans; such a bid is not about the
         task, yet copied text has a low entropy and lenient jurors score it high.
+      - ``refine_min_distinct``: a refined bid drops out when fewer than this share of
+        its pairs of adjacent words are distinct ("The answer is: The answer is: ...");
+        0.0: never. A refined bid that echoes the refine prompt's labels (``PAST TASK
+        1:``) always drops out.
 
     Weights
       - ``weights_file``: JSON file of fitted weights (a relative path is taken from
@@ -107,6 +111,7 @@ class AuctionSettings(BaseModel):
     refine_max_tokens: int = Field(default=160, gt=0, le=8192)
     refine_text_chars: int = Field(default=600, ge=50)
     refine_max_copied: float = Field(default=0.5, gt=0.0, le=1.0)
+    refine_min_distinct: float = Field(default=0.5, ge=0.0, lt=1.0)
 
     weights_file: str | None = None
 
