@@ -138,6 +138,12 @@ def files(scripted, tmp_path):
     return pool, tasks
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="sale bench")
+    add_arguments(ap)
+    return ap.parse_args(argv)
+
+
 def bench(argv: list[str]) -> int:
     """Run `sale bench` through the CLI when it is wired there, else through run_from_args."""
     from sale import cli
@@ -224,20 +230,36 @@ def test_bench_end_to_end_then_rerun_makes_no_calls(files, responder, tmp_path, 
     assert all(e[2] for e in responder.executions[executions:])
     assert json.loads((out / "summary.json").read_text())["methods"]["sale"]["n_orderings"] == 4
 
+    # Other refinement settings leave the rounds, the matrix and the weights valid: the
+    # folder is refused while its SALE orderings are in it, and taken over once they are
+    # moved away; then only refinement calls and executions of refined plans are new.
+    pool, tasks = files
+    tuned = pool.with_name("tuned.yaml")
+    tuned.write_text(pool.read_text() + "auction:\n  refine_min_distinct: 0.25\n")
+    with pytest.raises(ConfigError, match=r"another auction\.refine_min_distinct; move or delete"):
+        run_from_args(parse(args_for((tuned, tasks), out)))
+    (out / "sale").rename(tmp_path / "old-sale")
+    calls, executions = dict(responder.calls), len(responder.executions)
+    kept = {name: (out / name).read_bytes() for name in ("rounds.jsonl", "matrix.jsonl", "weights.json")}
+    assert bench(args_for((tuned, tasks), out)) == 0
+    assert {name: (out / name).read_bytes() for name in kept} == kept
+    assert responder.calls["bid"] == calls["bid"] and responder.calls["refine"] > calls["refine"]
+    assert all(e[2] for e in responder.executions[executions:])
+    assert json.loads((out / "bench.json").read_text())["auction"]["refine_min_distinct"] == 0.25
+    # A round setting is another matter: the rounds and the matrix depend on it.
+    with pytest.raises(ConfigError, match="another rounds; use a new --out folder"):
+        run_from_args(parse(args_for((tuned, tasks), out, "--jury-mode", "batched")))
+
     # The folder belongs to its configuration: another seed (so another split) is refused.
     with pytest.raises(ConfigError, match="seed"):
-        ap = argparse.ArgumentParser()
-        add_arguments(ap)
-        run_from_args(ap.parse_args(args_for(files, out, "--seed", "7")))
+        run_from_args(parse(args_for((tuned, tasks), out, "--seed", "7")))
     # So is an edit of the execution prompts (the outcome matrix was made with the old ones).
     from sale import prompts
 
     original = prompts.text
     monkeypatch.setattr(prompts, "text", lambda name: original(name) + ("\nBe brief." if name == "execute_task.txt" else ""))
     with pytest.raises(ConfigError, match="execution_prompts"):
-        ap = argparse.ArgumentParser()
-        add_arguments(ap)
-        run_from_args(ap.parse_args(args_for(files, out)))
+        run_from_args(parse(args_for((tuned, tasks), out)))
 
 
 async def test_interrupted_bench_resumes_without_repeating_calls(scripted, responder, tmp_path):

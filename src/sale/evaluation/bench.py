@@ -55,11 +55,13 @@ a call timeout) is never cached: the stage stops with `EndpointFailure` and a re
 retries it. Failures that are the agent's own (a malformed reply, a limit, an HTTP 4xx
 such as a prompt beyond its context) are outcomes and are recorded.
 
-A bench folder belongs to one configuration (pool, tasks, split, seed, auction
-settings, execution limits); ``bench.json`` records it and a rerun with another raises
-ConfigError. The number of orderings, ``--ablations``, ``--variants`` and
-``--compare-jury`` may change between runs: finished work is kept and only what is
-missing runs.
+A bench folder belongs to one configuration (pool, tasks, split, seed, round settings,
+execution limits and prompts); ``bench.json`` records it and a rerun with another raises
+ConfigError. The auction's other settings (refinement, ablation flags) and the embedder
+matter only to the SALE orderings in ``sale/``: with those moved away, a rerun with other
+such settings keeps the rounds, the matrix and the weights. The number of orderings,
+``--ablations``, ``--variants`` and ``--compare-jury`` may change between runs: finished
+work is kept and only what is missing runs.
 """
 
 from __future__ import annotations
@@ -343,6 +345,10 @@ class Bench:
         if missing:
             raise ConfigError(f"bench: no environment for domain(s) {', '.join(missing)}")
 
+    #: Fingerprint entries only the SALE orderings (``sale/``) depend on; the rounds, the
+    #: matrix and the weights do not (the round settings are in ``rounds``).
+    SALE_ONLY = ("auction", "embedder")
+
     def fingerprint(self) -> dict[str, Any]:
         """What the caches in the folder depend on."""
         return {
@@ -350,6 +356,7 @@ class Bench:
             "train": [t.id for t in self.train],
             "test": [t.id for t in self.test],
             "seed": self.seed,
+            "rounds": self.settings.round_key(),
             "auction": self.settings.model_dump(),
             "limits": asdict(self.limits),
             "action_format": self.action_format,
@@ -358,6 +365,10 @@ class Bench:
         }
 
     def _check_config(self) -> None:
+        """Refuse a folder made with another configuration. Where only the auction's
+        other settings (refinement, ablation flags) or the embedder changed, the rounds,
+        matrix and weights stay valid: the folder is taken over once its SALE orderings
+        are out of the way, and an error says so while they are there."""
         path = self.out / "bench.json"
         want = self.fingerprint()
         if path.exists():
@@ -365,13 +376,26 @@ class Bench:
                 have = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError) as exc:
                 raise ConfigError(f"{path}: unreadable ({exc}); use a new --out folder") from None
+            if "rounds" not in have:  # a folder from before the round settings were recorded apart
+                have["rounds"] = AuctionSettings.from_dict(have.get("auction") or {}).round_key()
             diff = sorted(k for k in want if have.get(k) != want[k])
-            if diff:
+            core = [k for k in diff if k not in self.SALE_ONLY]
+            if core:
                 raise ConfigError(
-                    f"{self.out}: this bench folder was made with another {', '.join(diff)}; "
+                    f"{self.out}: this bench folder was made with another {', '.join(core)}; "
                     "use a new --out folder (its cached rounds, matrix and orderings belong to that configuration)"
                 )
-            return
+            if not diff:
+                return
+            sale = self.out / "sale"
+            if any(sale.glob("*/ordering-*.jsonl")):
+                changed = [f"auction.{k}" for k in sorted(want["auction"]) if have["auction"].get(k) != want["auction"][k]]
+                changed += ["embedder"] if "embedder" in diff else []
+                raise ConfigError(
+                    f"{self.out}: the SALE orderings in {sale} were run with another {', '.join(changed)}; "
+                    f"move or delete {sale} to run them again with these settings (the cached rounds, "
+                    "matrix and weights stay valid), or use a new --out folder"
+                )
         write_json_atomic(path, want)
 
     # ------------------------------------------------------------------ helpers
