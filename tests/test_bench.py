@@ -317,6 +317,24 @@ def test_ablations_and_jury_comparison(files, responder, tmp_path):
     assert responder.calls["bid"] == 3 * 8
 
 
+def test_a_jury_mode_variant_auctions_on_its_own_rounds_and_fitted_weights(files, responder, tmp_path):
+    out = tmp_path / "bench"
+    variants = "sale,sale-batched-jury,sale-per-bid-jury"
+    assert bench(args_for(files, out, "--orderings", "1", "--variants", variants)) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"sale", "sale-batched-jury", "sale-per-bid-jury"} <= set(summary["methods"])
+    # The batched jury scored the main round's bids (not asked again) on the train and
+    # test tasks, one call per juror and task.
+    assert responder.calls["bid"] == 3 * 8
+    rounds = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    batched = [r for r in rounds if json.loads(r["key"])["jury_mode"] == "batched"]
+    assert len(batched) == 8 and {r["round"]["phases"]["jury"]["calls"] for r in batched} == {3}
+    # Its weights were fitted on those scores; per-bid is the main mode here, so that
+    # variant auctions with the main fit.
+    own = summary["extra"]["weights"]["own_fit"]
+    assert set(own) == {"sale-batched-jury"} and set(own["sale-batched-jury"]["w_jury"]) == {"small", "mid", "big"}
+
+
 def test_variants_choose_which_sale_variants_run(files, responder, tmp_path):
     out = tmp_path / "bench"
     assert bench(args_for(files, out, "--orderings", "1", "--variants", "sale-no-memory,sale-no-jury")) == 0

@@ -131,11 +131,13 @@ def _stderr(msg: str) -> None:
 @dataclass(frozen=True)
 class Variant:
     """One SALE method of the bench: auction settings changed from the main ones,
-    which weights it uses, and whether it has a memory."""
+    which weights it uses, and whether it has a memory. ``own_fit``: its weights are
+    fitted on its own training rounds (else the main fit is used, as an ablation)."""
 
     name: str
     overrides: dict[str, Any] = field(default_factory=dict)
     fitted_weights: bool = True
+    own_fit: bool = False
     doc: str = ""
 
     @property
@@ -156,13 +158,20 @@ ABLATION_VARIANTS = (
     Variant("sale-self-review", {"jury": "self"}, doc="each bid scored by its own bidder only"),
     Variant("sale-peer-review", {"jury": "peer"}, doc="each bid scored by every agent but its bidder"),
 )
+#: The full auction with the other jury mode (run when named with --variants).
+JURY_VARIANTS = (
+    Variant("sale-batched-jury", {"jury_mode": "batched"}, own_fit=True,
+            doc="each juror scores all bids in one call; weights fitted on these scores"),
+    Variant("sale-per-bid-jury", {"jury_mode": "per_bid"}, own_fit=True,
+            doc="each juror scores each bid in a call of its own; weights fitted on these scores"),
+)
 
 
 def select_variants(names: Sequence[str] | None, ablations: bool = False) -> list[Variant]:
     """The SALE variants named (in the order given), else the core ones (and the ablations)."""
     if names is None:
         return list(CORE_VARIANTS) + (list(ABLATION_VARIANTS) if ablations else [])
-    known = {v.name: v for v in CORE_VARIANTS + ABLATION_VARIANTS}
+    known = {v.name: v for v in CORE_VARIANTS + ABLATION_VARIANTS + JURY_VARIANTS}
     unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise ConfigError(f"variants: unknown {', '.join(unknown) or '(none given)'}; known: {', '.join(known)}")
@@ -606,6 +615,18 @@ class Bench:
         weights.check_jurors(self.pool.names)
         return weights
 
+    async def variant_weights(self, variant: Variant, fitted: Weights) -> Weights:
+        """The weights ``variant`` auctions with: the defaults, the main ``fitted`` ones,
+        or, with ``own_fit`` and rounds of its own, weights fitted on its training rounds
+        (computed and cached here; the fit itself takes well under a second)."""
+        if not variant.fitted_weights:
+            return self.default_weights
+        settings = variant_settings(self.settings, variant)
+        if not variant.own_fit or round_key(settings) == self.main_key:
+            return fitted
+        await self.rounds_stage(settings, self.train, f"{variant.name}, train split")
+        return self._fit(self.fit_examples(settings))
+
     def _fit(self, examples: list[FitExample]) -> Weights:
         """Weights fitted on ``examples``; the defaults (with the reason) where that fails."""
         try:
@@ -770,7 +791,7 @@ class Bench:
                 skipped[name] = str(exc)
                 continue
             results[name] = evaluate_router(router, self.test, self.matrix, method=name)
-        taken = set(results) | set(BASELINE_METHODS) | {v.name for v in CORE_VARIANTS + ABLATION_VARIANTS}
+        taken = set(results) | set(BASELINE_METHODS) | {v.name for v in CORE_VARIANTS + ABLATION_VARIANTS + JURY_VARIANTS}
         for agent in self.pool.by_price():
             method = agent.name if agent.name not in taken else f"single:{agent.name}"
             router = make_baseline(f"single:{agent.name}").fit(self.train, self.matrix)
@@ -866,9 +887,11 @@ class Bench:
             await self.matrix_stage()
             weights = self.weights_stage()
             runs: dict[str, VariantRun] = {}
+            own: dict[str, Weights] = {}
+            for v in chosen:
+                own[v.name] = await self.variant_weights(v, weights)
             for variant in chosen:
-                w = weights if variant.fitted_weights else self.default_weights
-                runs[variant.name] = await self.run_variant(variant, w, orderings)
+                runs[variant.name] = await self.run_variant(variant, own[variant.name], orderings)
             baseline_results, skipped = self.baselines_stage()
             jury = await self.compare_jury_stage(weights) if compare_jury else None
         finally:
@@ -877,7 +900,7 @@ class Bench:
         results: dict[str, list[TaskResult]] = {name: run.results for name, run in runs.items()}
         results.update(baseline_results)
         summary = summarise(results, largest="largest", oracle="oracle", seed=self.seed)
-        extra = self._extra(runs, weights, skipped, chosen, orderings, jury)
+        extra = self._extra(runs, weights, skipped, chosen, orderings, jury, own)
         paths = write_report(self.out, summary, results, extra)
         self.say(f"report: {paths['html']}")
         return json.loads(paths["summary"].read_text(encoding="utf-8"))
@@ -890,6 +913,7 @@ class Bench:
         variants: list[Variant],
         orderings: int,
         jury: dict | None,
+        own: dict[str, Weights],
     ) -> dict[str, Any]:
         smallest = self.pool.cheapest.name
         overhead = {}
@@ -963,7 +987,12 @@ class Bench:
                 "orderings": orderings,
                 "seed": self.seed,
             },
-            "weights": {"fitted": weights.to_dict(), "default": self.default_weights.to_dict()},
+            "weights": {
+                "fitted": weights.to_dict(), "default": self.default_weights.to_dict(),
+                # variants fitted on their own rounds (another jury mode)
+                "own_fit": {v.name: own[v.name].to_dict() for v in variants if own[v.name] is not weights
+                            and own[v.name] is not self.default_weights},
+            },
             "reused": reused,
             "auction_overhead": overhead,
             "jury_modes": jury,
