@@ -183,6 +183,12 @@ def variant_settings(base: AuctionSettings, variant: Variant) -> AuctionSettings
     return AuctionSettings.from_dict({**base.model_dump(), **variant.overrides}, f"variant {variant.name}")
 
 
+def _fit_summary(weights: Weights, n: int) -> str:
+    accuracy = weights.meta.get("train_accuracy")
+    shown = f", train accuracy {accuracy:.0%}" if isinstance(accuracy, float) else ""
+    return f"{weights.meta.get('method')} fit on {n} training tasks{shown}"
+
+
 def round_key(settings: AuctionSettings) -> str:
     """The cache key of an original round: its round settings as canonical JSON."""
     return json.dumps(settings.round_key(), sort_keys=True)
@@ -609,9 +615,7 @@ class Bench:
             weights = self._fit(examples)
             weights.to_file(path)
             weights = Weights.from_file(path)  # as a rerun will read it
-            accuracy = weights.meta.get("train_accuracy")
-            shown = f", train accuracy {accuracy:.0%}" if isinstance(accuracy, float) else ""
-            self.say(f"weights: {weights.meta.get('method')} fit on {len(examples)} training tasks{shown}")
+            self.say(f"weights: {_fit_summary(weights, len(examples))}")
         weights.check_jurors(self.pool.names)
         return weights
 
@@ -625,7 +629,10 @@ class Bench:
         if not variant.own_fit or round_key(settings) == self.main_key:
             return fitted
         await self.rounds_stage(settings, self.train, f"{variant.name}, train split")
-        return self._fit(self.fit_examples(settings))
+        examples = self.fit_examples(settings)
+        weights = self._fit(examples)
+        self.say(f"weights ({variant.name}, its own rounds): {_fit_summary(weights, len(examples))}")
+        return weights
 
     def _fit(self, examples: list[FitExample]) -> Weights:
         """Weights fitted on ``examples``; the defaults (with the reason) where that fails."""
