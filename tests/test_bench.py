@@ -333,6 +333,8 @@ def test_a_jury_mode_variant_auctions_on_its_own_rounds_and_fitted_weights(files
     # variant auctions with the main fit.
     own = summary["extra"]["weights"]["own_fit"]
     assert set(own) == {"sale-batched-jury"} and set(own["sale-batched-jury"]["w_jury"]) == {"small", "mid", "big"}
+    reused = summary["extra"]["reused"]["variant_rounds"]["sale-batched-jury"]
+    assert "jury_mode=batched" in reused and "calls of its own" in reused
 
 
 def test_variants_choose_which_sale_variants_run(files, responder, tmp_path):

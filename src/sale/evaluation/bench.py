@@ -622,7 +622,8 @@ class Bench:
     async def variant_weights(self, variant: Variant, fitted: Weights) -> Weights:
         """The weights ``variant`` auctions with: the defaults, the main ``fitted`` ones,
         or, with ``own_fit`` and rounds of its own, weights fitted on its training rounds
-        (computed and cached here; the fit itself takes well under a second)."""
+        (rounds computed here where missing; the fit takes well under a second and is
+        made again on each run)."""
         if not variant.fitted_weights:
             return self.default_weights
         settings = variant_settings(self.settings, variant)
@@ -946,8 +947,10 @@ class Bench:
             "and shared by every ordering and SALE variant; each auction is still charged their full cost.",
             "variant_rounds": {
                 v.name: ("original bids reused; no jury calls and none charged" if v.overrides.get("no_jury")
-                         else f"original bids reused; jury '{v.overrides['jury']}' scored them in calls of its own")
-                for v in variants if "no_jury" in v.overrides or "jury" in v.overrides
+                         else "original bids reused; its jury ("
+                         + ", ".join(f"{k}={x}" for k, x in v.overrides.items() if k in ("jury", "jury_mode"))
+                         + ") scored them in calls of its own")
+                for v in variants if {"no_jury", "jury", "jury_mode"} & set(v.overrides)
             },  # fmt: skip
             "executions": {
                 name: {
