@@ -154,3 +154,36 @@ execution: {{max_steps: 2, max_output_tokens: 16}}
     assert all(r["tokens"]["bid"] > 0 and r["tokens"]["execute"] > 0 for r in results)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["tasks"] == 2 and summary["dollars"] > 0
+
+
+async def test_a_resumed_run_shows_the_tasks_done_before_in_its_progress(scripted, pool_file, tmp_path):
+    from sale import Pool
+    from sale.run import open_runner, progress_printer
+    from sale.workloads.loaders import load_tasks
+
+    scripted.responder = responder()
+    tasks = load_tasks(write_tasks(tmp_path / "tasks.jsonl", 4))
+    out = tmp_path / "out"
+
+    class Shown:  # stands in for the progress bar
+        def __init__(self):
+            self.lines = []
+
+        def update(self, done, text):
+            self.lines.append((done, text))
+
+    async with Pool.from_file(pool_file) as pool:
+        await open_runner(pool, out, tasks).run(tasks[:3])
+        seen, shown = [], Shown()
+        show = progress_printer(shown)
+
+        def on_task(done, total, rec):
+            seen.append((done, total, rec["task_id"]))
+            show(done, total, rec)
+
+        await open_runner(pool, out, tasks).run(tasks, on_task=on_task)
+    # The three tasks of the first run come first, then the one run now.
+    assert seen == [(1, 4, "q0"), (2, 4, "q1"), (3, 4, "q2"), (4, 4, "q3")]
+    # The dollars shown are those of all four tasks, not only of the one run now.
+    spent = sum(r["dollars"]["total"] for r in read_jsonl(out / "results.jsonl"))
+    assert shown.lines[-1][0] == 4 and f"${spent:.5f}" in shown.lines[-1][1]

@@ -258,6 +258,8 @@ class Runner:
         stop_on_error: bool = False,
     ) -> dict[str, Any]:
         """Run every task not yet in results.jsonl, in order; write summary.json; return it.
+        ``on_task(done, total, record)`` is called for each task's record, those already in
+        results.jsonl first.
 
         A task whose auction fails (every bidder failed) is recorded with ``error`` and
         counted as not passed, and the run goes on.
@@ -268,6 +270,9 @@ class Runner:
             raise ConfigError(f"task ids must be unique; repeated: {', '.join(dupes[:5])}")
         done = self.finished()
         records = [done[t.id] for t in tasks if t.id in done]
+        if on_task:  # what an earlier run (or a reuse) did counts in the progress shown
+            for k, rec in enumerate(records, 1):
+                on_task(k, len(tasks), rec)
         budget = self.pool.budget
         self._carry_over_spending()
         not_started: list[str] = []
