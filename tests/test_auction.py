@@ -318,6 +318,21 @@ async def test_a_refined_bid_that_repeats_itself_drops_out(scripted):
         assert result.winner == "small" and result.winner_kind == "refined"
 
 
+async def test_a_refine_answer_without_a_strategy_says_whether_the_token_cap_cut_it(scripted):
+    cut = Reply("ANALYSIS: the winner named the tools, and the loser", top_logprobs=SURE, finish_reason="length")
+    stopped = Reply("ANALYSIS: the winner named the tools.", top_logprobs=SURE)
+    script = Script(standard_bids(), refine={"small": cut})
+    async with scripted_pool(scripted, script) as pool:
+        settings = AuctionSettings(refine_max_tokens=40)
+        result = await Auction(pool, memory_with_pairs("small", "big"), settings, WEIGHTS).run(TASK, ENV)
+        (drop,) = [d for d in result.dropped if d.role == "refiner"]
+        assert drop.reason == "no refined strategy in the answer: cut at refine_max_tokens=40"
+        script.refine["small"] = stopped
+        result = await Auction(pool, memory_with_pairs("small", "big"), settings, WEIGHTS).run(TASK, ENV)
+        (drop,) = [d for d in result.dropped if d.role == "refiner"]
+        assert drop.reason == "no refined strategy in the answer: 'ANALYSIS: the winner named the tools.'"
+
+
 async def test_batched_refinement_judges_the_provisional_winner_again_beside_the_refined_bids(scripted):
     # A juror that scores a lone plan 5 but, beside others, the first one it sees 1 and
     # the rest 0: judged alone, the refined bid would win; judged beside the provisional

@@ -155,6 +155,13 @@ def refined_bid(agent: Agent, c: Completion) -> ScoredBid | None:
     return bid_from_completion(agent, REFINED, text, c, count, logprobs)
 
 
+def _no_strategy(answer: Completion, settings: AuctionSettings) -> str:
+    """Why a refine answer holds no strategy: cut by the token cap, or stopped early."""
+    if answer.finish_reason == "length":
+        return f"no refined strategy in the answer: cut at refine_max_tokens={settings.refine_max_tokens}"
+    return f"no refined strategy in the answer: {' '.join(answer.text.split())[-60:]!r}"
+
+
 async def refine_bids(
     agents: Sequence[Agent],
     task_text: str,
@@ -184,7 +191,7 @@ async def refine_bids(
             continue
         stats.add(answer)
         bid = refined_bid(agent, answer)
-        problem = "no refined strategy in the answer" if bid is None else bid_problem(bid.text)
+        problem = _no_strategy(answer, settings) if bid is None else bid_problem(bid.text)
         if not problem:
             own = task_text + "\n" + (originals or {}).get(agent.name, "")
             problem = refined_problem(bid.text, shown[agent.name], own, settings)
