@@ -257,6 +257,10 @@ def test_bench_end_to_end_then_rerun_makes_no_calls(files, responder, tmp_path, 
     from sale import prompts
 
     original = prompts.text
+    # An edit of the refine prompt makes only the SALE orderings stale.
+    monkeypatch.setattr(prompts, "text", lambda name: original(name) + ("\nBe brief." if name == "refine.txt" else ""))
+    with pytest.raises(ConfigError, match="another refine_prompt; move or delete"):
+        run_from_args(parse(args_for((tuned, tasks), out)))
     monkeypatch.setattr(prompts, "text", lambda name: original(name) + ("\nBe brief." if name == "execute_task.txt" else ""))
     with pytest.raises(ConfigError, match="execution_prompts"):
         run_from_args(parse(args_for((tuned, tasks), out)))

@@ -57,8 +57,8 @@ such as a prompt beyond its context) are outcomes and are recorded.
 
 A bench folder belongs to one configuration (pool, tasks, split, seed, round settings,
 execution limits and prompts); ``bench.json`` records it and a rerun with another raises
-ConfigError. The auction's other settings (refinement, ablation flags) and the embedder
-matter only to the SALE orderings in ``sale/``: with those moved away, a rerun with other
+ConfigError. The auction's other settings (refinement, ablation flags), the refine
+prompt and the embedder matter only to the SALE orderings in ``sale/``: with those moved away, a rerun with other
 such settings keeps the rounds, the matrix and the weights. The number of orderings,
 ``--ablations``, ``--variants`` and ``--compare-jury`` may change between runs: finished
 work is kept and only what is missing runs.
@@ -362,7 +362,7 @@ class Bench:
 
     #: Fingerprint entries only the SALE orderings (``sale/``) depend on; the rounds, the
     #: matrix and the weights do not (the round settings are in ``rounds``).
-    SALE_ONLY = ("auction", "embedder")
+    SALE_ONLY = ("auction", "embedder", "refine_prompt")
 
     def fingerprint(self) -> dict[str, Any]:
         """What the caches in the folder depend on."""
@@ -377,13 +377,15 @@ class Bench:
             "action_format": self.action_format,
             "embedder": getattr(self.embedder, "name", type(self.embedder).__name__),
             "execution_prompts": prompts.digest(prompts.EXECUTION),
+            "refine_prompt": prompts.digest(prompts.REFINE),
         }
 
     def _check_config(self) -> None:
         """Refuse a folder made with another configuration. Where only the auction's
-        other settings (refinement, ablation flags) or the embedder changed, the rounds,
-        matrix and weights stay valid: the folder is taken over once its SALE orderings
-        are out of the way, and an error says so while they are there."""
+        other settings (refinement, ablation flags), the refine prompt or the embedder
+        changed, the rounds, matrix and weights stay valid: the folder is taken over
+        once its SALE orderings are out of the way, and an error says so while they are
+        there."""
         path = self.out / "bench.json"
         want = self.fingerprint()
         if path.exists():
@@ -393,6 +395,7 @@ class Bench:
                 raise ConfigError(f"{path}: unreadable ({exc}); use a new --out folder") from None
             if "rounds" not in have:  # a folder from before the round settings were recorded apart
                 have["rounds"] = AuctionSettings.from_dict(have.get("auction") or {}).round_key()
+            have.setdefault("refine_prompt", want["refine_prompt"])  # a folder from before it was recorded
             diff = sorted(k for k in want if have.get(k) != want[k])
             core = [k for k in diff if k not in self.SALE_ONLY]
             if core:
@@ -405,7 +408,7 @@ class Bench:
             sale = self.out / "sale"
             if any(sale.glob("*/ordering-*.jsonl")):
                 changed = [f"auction.{k}" for k in sorted(want["auction"]) if have["auction"].get(k) != want["auction"][k]]
-                changed += ["embedder"] if "embedder" in diff else []
+                changed += [k for k in ("embedder", "refine_prompt") if k in diff]
                 raise ConfigError(
                     f"{self.out}: the SALE orderings in {sale} were run with another {', '.join(changed)}; "
                     f"move or delete {sale} to run them again with these settings (the cached rounds, "

@@ -1,7 +1,7 @@
 """The prompt files sent to the agents (the ``*.txt`` files beside this module).
 
 Caches of LLM work record the digest of the prompts they were made with (an original
-round its `ROUND` prompts, a bench folder its `EXECUTION` prompts), so that a prompt
+round its `ROUND` prompts, a bench folder its `EXECUTION` and `REFINE` prompts), so that a prompt
 edit recomputes the work instead of silently mixing old and new results.
 """
 
@@ -16,6 +16,8 @@ from importlib import resources
 ROUND = ("bid.txt", "jury_bid.txt", "jury_batch.txt")
 #: The prompts a tool-using execution is made with.
 EXECUTION = ("execute_system_text.txt", "execute_system_tools.txt", "execute_task.txt")
+#: The prompt refinement is made with (it matters to the SALE orderings only).
+REFINE = ("refine.txt",)
 
 
 @functools.cache
