@@ -264,21 +264,28 @@ def test_copied_share_counts_phrases_pasted_from_the_past_contests():
 
 
 PASTED = "strong plan 0: search, open, read the director. strong plan 1: search, open, read the director Q5"
+LOOPING = "- **Use the best tool:** " * 6 + "Q5"
 
 
-async def test_a_refined_bid_pasted_from_the_past_contests_drops_out(scripted):
-    script = Script(standard_bids(), refine={"small": refine_reply(PASTED)})
+@pytest.mark.parametrize("text, reason, allow", [
+    # 12 distinct 4-word phrases; 8 are in the shown winning plans ("strong plan 0
+    # search", ..., "open read the director"), none in the task or small's own bid.
+    (PASTED, "copies the past contests (67% of its phrases)", {"refine_max_copied": 1.0}),
+    # Words: "use the best tool" x6, then "q" (from Q5): 24 pairs, of which 5 are
+    # distinct (use the, the best, best tool, tool use, tool q): 21%.
+    (LOOPING, "repeats itself (21% of its word pairs distinct)", {"refine_min_distinct": 0.0}),
+], ids=["pasted", "looping"])  # fmt: skip
+async def test_a_refined_bid_that_is_not_a_plan_drops_out(scripted, text, reason, allow):
+    script = Script(standard_bids(), refine={"small": refine_reply(text)})
     async with scripted_pool(scripted, script) as pool:
         result = await Auction(pool, memory_with_pairs("small", "big"), AuctionSettings(), WEIGHTS).run(TASK, ENV)
         assert result.refinement.ran and result.refinement.refined == []
         (drop,) = [d for d in result.dropped if d.role == "refiner"]
-        # 12 distinct 4-word phrases; 8 are in the shown winning plans ("strong plan 0
-        # search", ..., "open read the director"), none in the task or small's own bid.
-        assert drop.agent == "small" and "copies the past contests (67% of its phrases)" in drop.reason
+        assert drop.agent == "small" and reason in drop.reason
         assert result.winner == "mid" and result.winner_kind == "original"
-        # The same bid, allowed (1.0: never dropped), is scored Q5 and wins.
-        allow = AuctionSettings(refine_max_copied=1.0)
-        result = await Auction(pool, memory_with_pairs("small", "big"), allow, WEIGHTS).run(TASK, ENV)
+        # The same bid, allowed by the setting, is scored Q5 and wins.
+        allowed = AuctionSettings(**allow)
+        result = await Auction(pool, memory_with_pairs("small", "big"), allowed, WEIGHTS).run(TASK, ENV)
         assert result.winner == "small" and result.winner_kind == "refined"
 
 
@@ -300,22 +307,6 @@ def test_refined_problem_names_echoed_labels_copies_and_repeats():
     assert "copies the past contests (100% " in refined_problem("a b c d", "a b c d", "", settings)
     assert "repeats itself (40% " in refined_problem("x y x y x y", "", "", settings)  # (x y) (y x): 2 of 5
     assert refined_problem("x y x y x y", "", "", AuctionSettings(refine_min_distinct=0.0)) is None
-
-
-async def test_a_refined_bid_that_repeats_itself_drops_out(scripted):
-    looping = "- **Use the best tool:** " * 6 + "Q5"
-    script = Script(standard_bids(), refine={"small": refine_reply(looping)})
-    async with scripted_pool(scripted, script) as pool:
-        result = await Auction(pool, memory_with_pairs("small", "big"), AuctionSettings(), WEIGHTS).run(TASK, ENV)
-        assert result.refinement.ran and result.refinement.refined == []
-        (drop,) = [d for d in result.dropped if d.role == "refiner"]
-        # Words: "use the best tool" x6, then "q" (from Q5): 24 pairs, of which 5 are
-        # distinct (use the, the best, best tool, tool use, tool q): 21%.
-        assert drop.agent == "small" and "repeats itself (21% of its word pairs distinct)" in drop.reason
-        assert result.winner == "mid" and result.winner_kind == "original"
-        allow = AuctionSettings(refine_min_distinct=0.0)
-        result = await Auction(pool, memory_with_pairs("small", "big"), allow, WEIGHTS).run(TASK, ENV)
-        assert result.winner == "small" and result.winner_kind == "refined"
 
 
 async def test_a_refine_answer_without_a_strategy_says_whether_the_token_cap_cut_it(scripted):
