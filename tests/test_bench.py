@@ -321,10 +321,12 @@ def test_ablations_and_jury_comparison(files, responder, tmp_path):
     assert responder.calls["bid"] == 3 * 8
 
 
-def test_a_jury_mode_variant_auctions_on_its_own_rounds_and_fitted_weights(files, responder, tmp_path):
+def test_a_jury_mode_variant_auctions_on_its_own_rounds_and_fitted_weights(files, responder, tmp_path, capsys):
     out = tmp_path / "bench"
     variants = "sale,sale-batched-jury,sale-per-bid-jury"
-    assert bench(args_for(files, out, "--orderings", "1", "--variants", variants)) == 0
+    assert bench(args_for(files, out, "--orderings", "1", "--variants", variants, "--compare-jury")) == 0
+    # One fit on the batched rounds, shared by the variant and the jury comparison.
+    assert capsys.readouterr().err.count("weights (sale-batched-jury, its own rounds): minmax fit on 4") == 1
     summary = json.loads((out / "summary.json").read_text())
     assert {"sale", "sale-batched-jury", "sale-per-bid-jury"} <= set(summary["methods"])
     # The batched jury scored the main round's bids (not asked again) on the train and

@@ -58,10 +58,11 @@ such as a prompt beyond its context) are outcomes and are recorded.
 A bench folder belongs to one configuration (pool, tasks, split, seed, round settings,
 execution limits and prompts); ``bench.json`` records it and a rerun with another raises
 ConfigError. The auction's other settings (refinement, ablation flags), the refine
-prompt and the embedder matter only to the SALE orderings in ``sale/``: with those moved away, a rerun with other
-such settings keeps the rounds, the matrix and the weights. The number of orderings,
-``--ablations``, ``--variants`` and ``--compare-jury`` may change between runs: finished
-work is kept and only what is missing runs.
+prompt and the embedder matter only to the SALE orderings in ``sale/``: with those
+moved away, a rerun with other such settings keeps the rounds, the matrix and the
+weights. The number of orderings, ``--ablations``, ``--variants`` and
+``--compare-jury`` may change between runs: finished work is kept and only what is
+missing runs.
 """
 
 from __future__ import annotations
@@ -334,6 +335,7 @@ class Bench:
         # The bench fits and passes its own weights; a weights file of the pool is not read.
         self.settings = AuctionSettings.from_dict({**base.model_dump(), "weights_file": None})
         self.main_key = round_key(self.settings)
+        self._own_fits: dict[str, Weights] = {}  # weights fitted on other round settings, by round key
         execution = dict(pool.config.execution)
         fmt = execution.pop("action_format", "text")
         self.action_format = action_format or fmt
@@ -633,10 +635,17 @@ class Bench:
         if not variant.own_fit or round_key(settings) == self.main_key:
             return fitted
         await self.rounds_stage(settings, self.train, f"{variant.name}, train split")
-        examples = self.fit_examples(settings)
-        weights = self._fit(examples)
-        self.say(f"weights ({variant.name}, its own rounds): {_fit_summary(weights, len(examples))}")
-        return weights
+        return self.fit_on(settings, variant.name)
+
+    def fit_on(self, settings: AuctionSettings, label: str) -> Weights:
+        """Weights fitted on the training rounds under ``settings`` (already computed), once
+        per round settings and shared by a jury-mode variant and --compare-jury."""
+        key = round_key(settings)
+        if key not in self._own_fits:
+            examples = self.fit_examples(settings)
+            self._own_fits[key] = self._fit(examples)
+            self.say(f"weights ({label}, its own rounds): {_fit_summary(self._own_fits[key], len(examples))}")
+        return self._own_fits[key]
 
     def _fit(self, examples: list[FitExample]) -> Weights:
         """Weights fitted on ``examples``; the defaults (with the reason) where that fails."""
@@ -827,7 +836,7 @@ class Bench:
         other_settings = AuctionSettings.from_dict({**self.settings.model_dump(), "jury_mode": other})
         modes = {main: self.settings, other: other_settings}
         await self.rounds_stage(modes[other], [*self.train, *self.test], f"{other} jury")
-        fitted = {main: weights, other: self._fit(self.fit_examples(other_settings))}
+        fitted = {main: weights, other: self.fit_on(other_settings, f"{other} jury")}
         per_mode: dict[str, Any] = {}
         winners: dict[str, list[str]] = {}
         n = len(self.test)
@@ -1003,8 +1012,7 @@ class Bench:
             "weights": {
                 "fitted": weights.to_dict(), "default": self.default_weights.to_dict(),
                 # variants fitted on their own rounds (another jury mode)
-                "own_fit": {v.name: own[v.name].to_dict() for v in variants if own[v.name] is not weights
-                            and own[v.name] is not self.default_weights},
+                "own_fit": {v.name: own[v.name].to_dict() for v in variants if v.own_fit and own[v.name] is not weights},
             },
             "reused": reused,
             "auction_overhead": overhead,
