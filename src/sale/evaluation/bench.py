@@ -166,13 +166,15 @@ JURY_VARIANTS = (
     Variant("sale-per-bid-jury", {"jury_mode": "per_bid"}, own_fit=True,
             doc="each juror scores each bid in a call of its own; weights fitted on these scores"),
 )
+#: Every variant --variants can name.
+ALL_VARIANTS = CORE_VARIANTS + ABLATION_VARIANTS + JURY_VARIANTS
 
 
 def select_variants(names: Sequence[str] | None, ablations: bool = False) -> list[Variant]:
     """The SALE variants named (in the order given), else the core ones (and the ablations)."""
     if names is None:
         return list(CORE_VARIANTS) + (list(ABLATION_VARIANTS) if ablations else [])
-    known = {v.name: v for v in CORE_VARIANTS + ABLATION_VARIANTS + JURY_VARIANTS}
+    known = {v.name: v for v in ALL_VARIANTS}
     unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise ConfigError(f"variants: unknown {', '.join(unknown) or '(none given)'}; known: {', '.join(known)}")
@@ -811,7 +813,7 @@ class Bench:
                 skipped[name] = str(exc)
                 continue
             results[name] = evaluate_router(router, self.test, self.matrix, method=name)
-        taken = set(results) | set(BASELINE_METHODS) | {v.name for v in CORE_VARIANTS + ABLATION_VARIANTS + JURY_VARIANTS}
+        taken = set(results) | set(BASELINE_METHODS) | {v.name for v in ALL_VARIANTS}
         for agent in self.pool.by_price():
             method = agent.name if agent.name not in taken else f"single:{agent.name}"
             router = make_baseline(f"single:{agent.name}").fit(self.train, self.matrix)
@@ -1111,7 +1113,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also run SALE without price, length, entropy or jury, and with self or peer review only")
     add("--variants", type=lambda text: [v.strip() for v in text.split(",") if v.strip()],
         help="comma-separated SALE variants to run, e.g. sale,sale-no-memory (default: "
-        + ", ".join(v.name for v in CORE_VARIANTS) + ", and the ablations with --ablations)")
+        + ", ".join(v.name for v in CORE_VARIANTS) + ", and the ablations with --ablations; "
+        + " and ".join(v.name for v in JURY_VARIANTS) + " only when named)")
     add("--jury-mode", choices=("batched", "per_bid"),
         help="jury mode of the auction (default: the pool file's, else per_bid)")
     add("--compare-jury", action="store_true",
