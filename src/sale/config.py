@@ -93,6 +93,8 @@ class PoolConfig(_Strict):
     auction: dict[str, Any] = Field(default_factory=dict)
     execution: dict[str, Any] = Field(default_factory=dict)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    # How search answers are graded (rule, judge); validated by sale.envs.grading.
+    grading: Any = None
 
     @field_validator("budget", mode="before")
     @classmethod
@@ -155,9 +157,14 @@ def parse_pool(data: Any, source: str = "<pool>") -> PoolConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping with an 'agents' list, got {type(data).__name__}")
     try:
-        return PoolConfig.model_validate(data)
+        config = PoolConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(validation_message(source, exc, data)) from None
+    if config.grading is not None:
+        from sale.envs.grading import GradingConfig
+
+        GradingConfig.from_pool(config.grading, source)  # a bad grading section stops here
+    return config
 
 
 def load_pool_config(path: str | Path) -> PoolConfig:

@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable
 
 from sale.agent.executor import Limits, execute
 from sale.envs.base import Environment
+from sale.envs.grading import configure_grading, grading_summary, recorded
 from sale.errors import ConfigError, SaleError
 from sale.jsonl import JsonlWriter, read_jsonl, write_json_atomic
 from sale.llm.budget import PER_RUN, PER_TASK
@@ -122,6 +123,7 @@ class TaskRecord:
     answer: str | None = None
     error: str = ""
     budget: str = ""  # the budget that refused a call of this task: "per_task", "per_run" or ""
+    grade: dict[str, Any] = field(default_factory=dict)  # search: em, f1, match, judge, rule (sale.envs.grading)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -207,7 +209,8 @@ class Runner:
 
     def _costs(self, task_id: str, start_entry: int) -> tuple[dict[str, float], dict[str, int], dict[str, int]]:
         """Dollars and tokens by phase (with "total"), and tokens by agent, of one task."""
-        mine = [e for e in self.pool.ledger.entries[start_entry:] if e.task == task_id]
+        # the judge's calls grade the method; they are not its cost
+        mine = [e for e in self.pool.ledger.entries[start_entry:] if e.task == task_id and e.phase != "judge"]
         by_phase = summarise(mine, "phase")
         dollars = {p: t.dollars for p, t in by_phase.items()}
         tokens = {p: t.tokens for p, t in by_phase.items()}
@@ -247,7 +250,7 @@ class Runner:
             dollars=dollars, tokens=tokens, tokens_by_agent=tokens_by_agent, wall_s=time.perf_counter() - started,
             auction_wall_s=auction_wall, trajectory=str(trajectory.relative_to(self.out_dir)),
             auction=str(auction_path.relative_to(self.out_dir)) if decision.record is not None else "",
-            answer=outcome.answer, budget=self.pool.budget.stopped(task.id),
+            answer=outcome.answer, budget=self.pool.budget.stopped(task.id), grade=recorded(outcome.grade),
         )  # fmt: skip
 
     async def run(
@@ -315,6 +318,7 @@ class Runner:
             "by_agent": {k: v.as_dict() for k, v in self.pool.ledger.totals("agent").items()},
             "by_phase": {k: v.as_dict() for k, v in self.pool.ledger.totals("phase").items()},
         }
+        summary["grading"] = grading_summary(records, self.envs)
         write_json_atomic(self.out_dir / "summary.json", summary)
         return summary
 
@@ -331,10 +335,13 @@ def open_runner(
     hide_paths: Iterable[str | Path] = (),
     limits: Limits | None = None,
     action_format: str | None = None,
+    grade: str | None = None,
 ) -> Runner:
     """A Runner for ``pool`` writing into ``out_dir``, with SALE and a durable memory by default.
 
     Limits and the action format default to the pool file's ``execution`` section.
+    Search answers are graded by ``grade`` (a rule name, see `sale.envs.grading`), else
+    by the task's or the pool file's rule, else ``match``.
     """
     from sale.memory.store import SQLiteMemory
     from sale.routers.sale import SALERouter
@@ -351,6 +358,7 @@ def open_runner(
         router = SALERouter(pool, SQLiteMemory(out_dir / "memory.sqlite", synchronous="NORMAL"))
     if envs is None:
         envs = build_environments(tasks, data_dir=data_dir, documents=documents, hide_paths=hide_paths)
+    configure_grading(envs, pool, rule=grade, cache_dir=out_dir)
     return Runner(pool, router, envs, out_dir, limits=limits, action_format=fmt)
 
 

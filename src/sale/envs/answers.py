@@ -8,15 +8,16 @@ articles "a", "an" and "the" removed, whitespace collapsed) and compared two way
 
 Both take the best value over the gold answer and its aliases. `grade_answer` turns
 them into a `Grade` (passed = exact match, score = F1). `extract_short_answer` cleans a
-model's reply ("Answer: Paris." -> "Paris") before grading, and `judge_answer` asks an
-LLM whether a prediction means the same as the gold answer, for the answers that exact
-match misses ("JFK" for "John F. Kennedy").
+model's reply ("Answer: Paris." -> "Paris") before grading; `judge_prompt` and
+`parse_yes_no` are the LLM judge's prompt and verdict reader. The named pass rules
+(em, match, f1:T, judge) are in `sale.envs.grading`.
 """
 
 from __future__ import annotations
 
 import re
 import string
+import unicodedata
 from collections import Counter
 from typing import Any, Iterable, Protocol
 
@@ -32,11 +33,29 @@ _ANSWER_PREFIX = re.compile(
 _QUOTE_PAIRS = {'"': '"', "'": "'", "`": "`", "\u201c": "\u201d", "\u2018": "\u2019", "*": "*"}
 _THINK_BLOCK = re.compile(r"<think>.*?(?:</think>|$)", re.IGNORECASE | re.DOTALL)
 
+# Common English function words and question words. They carry no topic and match most
+# documents, so search drops them from queries (unless nothing else is left), and a
+# gold answer that is one of them passes the ``match`` rule only by exact match.
+STOP_WORDS = frozenset(
+    """a about above after again against all also am an and any are as at be because
+    been before being below between both but by can could did do does doing down during
+    each few for from further had has have having he her here hers herself him himself
+    his how i if in into is it its itself just me more most my myself no nor not now of
+    off on once only or other our ours ourselves out over own same she should so some
+    such than that the their theirs them themselves then there these they this those
+    through to too under until up very was we were what when where which while who whom
+    whose why will with would you your yours yourself yourselves s t d ll m re ve""".split()
+)
+
 
 def normalize_answer(text: str) -> str:
-    """Lowercase, drop punctuation and articles, collapse whitespace (SQuAD's rule)."""
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
+    """Lowercase, drop punctuation and articles, collapse whitespace (SQuAD's rule).
+
+    Text is first brought to Unicode NFKC form (a composed "é" equals a decomposed
+    one), and Unicode punctuation (curly quotes, dashes) goes like ASCII punctuation.
+    """
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = "".join(ch for ch in text if ch not in _PUNCTUATION and not unicodedata.category(ch).startswith("P"))
     text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
 
@@ -155,6 +174,16 @@ in wording, abbreviation, formatting or extra detail, but not in substance. Repl
 one word: yes or no."""
 
 
+def judge_prompt(question: str, prediction: str, golds: str | Iterable[str]) -> str:
+    """The judge's prompt for one answer."""
+    gold_list = _as_golds(golds)
+    return JUDGE_PROMPT.format(
+        question=question.strip(),
+        golds="; ".join(gold_list) if gold_list else "(none)",
+        prediction=prediction.strip() or "(empty)",
+    )
+
+
 def parse_yes_no(text: str) -> bool | None:
     """Read a yes/no verdict: the first word decides, else a lone 'yes' or 'no' does."""
     text = _THINK_BLOCK.sub(" ", text or "").lower()
@@ -167,25 +196,3 @@ def parse_yes_no(text: str) -> bool | None:
     if len(said) == 1:
         return said == {"yes"}
     return None
-
-
-async def judge_answer(
-    agent: ChatAgent, question: str, prediction: str, golds: str | Iterable[str],
-    *, max_tokens: int = 8, temperature: float = 0.0,
-) -> bool | None:
-    """Ask an LLM whether ``prediction`` answers ``question`` like the gold answers.
-
-    Returns True or False, or None when the reply holds no readable yes/no. The call is
-    made with phase "judge", so its tokens are booked under that phase.
-    """
-    gold_list = _as_golds(golds)
-    prompt = JUDGE_PROMPT.format(
-        question=question.strip(),
-        golds="; ".join(gold_list) if gold_list else "(none)",
-        prediction=prediction.strip() or "(empty)",
-    )
-    completion = await agent.chat(
-        [{"role": "user", "content": prompt}],
-        phase="judge", max_tokens=max_tokens, temperature=temperature,
-    )
-    return parse_yes_no(getattr(completion, "text", "") or "")

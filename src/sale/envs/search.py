@@ -27,7 +27,8 @@ from typing import Any, Iterable, Iterator
 
 from pydantic import ValidationError
 
-from sale.envs.answers import ChatAgent, grade_answer, judge_answer
+from sale.envs.answers import STOP_WORDS, ChatAgent  # noqa: F401 (ChatAgent: re-exported)
+from sale.envs.grading import DEFAULT_RULE, GradeRule, golds_of, grade_short_answer, resolve_rule
 from sale.envs.base import Grade, Tool
 from sale.errors import SaleError, TaskFileError
 from sale.workloads.task import Document, Task
@@ -43,18 +44,6 @@ TITLE_WEIGHT, TEXT_WEIGHT = 2.0, 1.0
 #: The most query terms kept; longer queries are cut, to bound the cost of one search.
 MAX_QUERY_TERMS = 32
 
-# Common English function words and question words. They carry no topic and match most
-# documents, so they are dropped from queries (unless nothing else is left).
-STOP_WORDS = frozenset(
-    """a about above after again against all also am an and any are as at be because
-    been before being below between both but by can could did do does doing down during
-    each few for from further had has have having he her here hers herself him himself
-    his how i if in into is it its itself just me more most my myself no nor not now of
-    off on once only or other our ours ourselves out over own same she should so some
-    such than that the their theirs them themselves then there these they this those
-    through to too under until up very was we were what when where which while who whom
-    whose why will with would you your yours yourself yourselves s t d ll m re ve""".split()
-)
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 _SCHEMA = """
@@ -364,8 +353,9 @@ def _clamp_k(k: Any, default: int, most: int) -> int:
 class SearchEnvironment:
     """Deep search over a `SearchIndex`: tools ``search`` and ``open``, short-answer grading.
 
-    With a ``judge`` (an LLM client with an async ``chat``), an answer that misses exact
-    match is passed when the judge says it means the same as a gold answer.
+    Answers are graded by a named rule (`sale.envs.grading`): ``rule_override`` (from
+    ``--grade``) where set, else the task's ``grading.rule``, else ``rule`` (the pool
+    file's, default ``match``). The ``judge`` rule asks ``judge`` (a `Judge`).
     """
 
     name = "search"
@@ -373,17 +363,25 @@ class SearchEnvironment:
     def __init__(
         self,
         index: SearchIndex,
-        judge: ChatAgent | None = None,
+        judge: Any = None,
         *,
+        rule: str | GradeRule = DEFAULT_RULE,
+        rule_override: str | GradeRule | None = None,
         default_k: int = 5,
         max_k: int = 10,
         open_max_chars: int = 4000,
     ):
         self.index = index
         self.judge = judge
+        self.rule = GradeRule.parse(rule, "search environment: rule")
+        self.rule_override = GradeRule.parse(rule_override, "--grade") if rule_override is not None else None
         self.default_k = default_k
         self.max_k = max_k
         self.open_max_chars = open_max_chars
+
+    def rule_for(self, task: Task) -> GradeRule:
+        """The pass rule of ``task`` (see the class docstring)."""
+        return resolve_rule(self.rule_override, (task.grading or {}).get("rule"), self.rule, task.id)
 
     def describe(self, task: Task) -> str:
         return (
@@ -477,28 +475,9 @@ class SearchEnvironment:
         return f"[{doc.id}] {doc.title}\n\n{text}"
 
     async def grade(self, task: Task, answer: str) -> Grade:
-        """Exact match and token F1 against ``task.grading["answers"]``, then the judge.
-
-        Passed when the extracted answer matches a gold answer exactly, or, with a
-        judge, when the judge says yes (then the score is 1.0). ``detail`` adds
-        ``judge`` (True, False, None, or absent when the judge was not asked).
-        """
-        golds = task.grading.get("answers")
-        if isinstance(golds, str):
-            golds = [golds]
-        if not golds or not all(isinstance(g, str) for g in golds):
-            raise TaskFileError(
-                f"task {task.id}: grading.answers must be a non-empty list of strings "
-                f"(the answer, then its aliases), got {golds!r}"
-            )
-        grade = grade_answer(answer, golds)
-        short = grade.detail["prediction"]
-        if self.judge is not None and not grade.passed and short.strip():
-            verdict = await judge_answer(self.judge, task.prompt, short, golds)
-            grade.detail["judge"] = verdict
-            if verdict:
-                grade.passed, grade.score = True, 1.0
-        return grade
+        """Score the answer against ``task.grading["answers"]`` (em, f1, match, and the
+        judge's verdict under the judge rule) and pass it by the task's rule."""
+        return await grade_short_answer(answer, golds_of(task), task.prompt, self.rule_for(task), self.judge)
 
 
 __all__ = [
