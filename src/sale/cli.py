@@ -97,6 +97,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     pool_path = args.pool or default_pool_path()
     pool_config = load_pool_config(pool_path)  # a bad pool file stops the run before anything is written
+    if args.grade is not None:
+        from sale.envs.grading import GradeRule
+
+        GradeRule.parse(args.grade, "--grade")
     tasks = [t for spec in args.tasks for t in load_tasks(spec, limit=args.limit)]
     out = Path(args.out)
     if args.pull:
@@ -109,7 +113,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             from sale.workloads.loaders import parse_spec
 
             task_dirs = {parse_spec(spec)[1].resolve().parent for spec in args.tasks}
-            runner = open_runner(pool, out, tasks, data_dir=args.data_dir, documents=args.documents, hide_paths=task_dirs)
+            runner = open_runner(pool, out, tasks, data_dir=args.data_dir, documents=args.documents, hide_paths=task_dirs,
+                                 grade=args.grade)
             done = len(runner.finished())
             if done:
                 _say(f"resuming: {done} task(s) already finished")
@@ -187,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir", help="benchmark data folder: search tasks use its default document collection")
     r.add_argument("--documents", nargs="*", default=[], help="JSONL files of {id, title, text} for search tasks")
     r.add_argument("--limit", type=int, help="at most this many tasks from each source")
+    r.add_argument("--grade", metavar="RULE", help="pass rule of search answers: em, match (default), f1:T or judge")
     r.add_argument("--no-pull", dest="pull", action="store_false", help="do not fetch missing models")
     r.set_defaults(func=cmd_run)
 
@@ -201,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="evaluate SALE, its ablations and the baselines on a workload")
     bench.add_arguments(b)
     b.set_defaults(func=bench.run_from_args)
+
+    from sale.evaluation import regrade
+
+    g = sub.add_parser("regrade", help="pass stored search answers again under another rule, executing nothing")
+    regrade.add_arguments(g)
+    g.set_defaults(func=regrade.run_from_args)
     return ap
 
 

@@ -87,6 +87,7 @@ from sale.auction.record import BIDDER, ORIGINAL, AuctionError, AuctionResult, P
 from sale.auction.settings import AuctionSettings
 from sale.auction.weights import BidFeatures, FitError, FitExample, Weights, default_weights, fit_minmax
 from sale.envs.base import Environment
+from sale.envs.grading import recorded
 from sale.errors import ConfigError, SaleError
 from sale.evaluation.matrix import Cell, MatrixStore, OutcomeMatrix
 from sale.evaluation.metrics import TaskResult, summarise
@@ -314,6 +315,7 @@ class Bench:
         pull_missing: bool = False,
         say: Say = _stderr,
         progress: bool = True,
+        grade: str | None = None,
     ):
         self.pool = pool
         self.train = list(tasks_train)
@@ -347,6 +349,7 @@ class Bench:
 
         self.out.mkdir(parents=True, exist_ok=True)
         self._check_config()
+        self._setup_grading(grade)
         self.rounds = RoundStore(self.out / "rounds.jsonl")
         self.executions = ExecutionStore(self.out / "executions.jsonl")
         self.matrix_store: MatrixStore | None = None
@@ -419,6 +422,26 @@ class Bench:
                     "matrix and weights stay valid), or use a new --out folder"
                 )
         write_json_atomic(path, want)
+
+    def _setup_grading(self, grade: str | None) -> None:
+        """The pass rule of search answers (``--grade``, else the pool file's, else match)
+        and its judge; a folder graded under another rule keeps its executions and moves
+        what depends on the rule aside (`sale.evaluation.regrade.switch_bench_rule`)."""
+        from sale.envs.grading import configure_grading
+        from sale.evaluation.regrade import switch_bench_rule
+
+        self.judge = configure_grading(self.envs, self.pool, rule=grade, cache_dir=self.out)
+        search = self.envs.get("search")
+        self.rule = (search.rule_override or search.rule) if search is not None else None
+        self._task_by_id = {t.id: t for t in self.tasks}
+        if self.rule is not None:
+            switch_bench_rule(self.out, self.rule, self.say)
+
+    async def _under_rule(self, cell: Cell) -> Cell:
+        """A stored execution passed under the bench's rule (search cells record their scores)."""
+        from sale.evaluation.regrade import regrade_for_task
+
+        return await regrade_for_task(cell, self._task_by_id.get(cell.task_id), self.envs.get("search"))
 
     # ------------------------------------------------------------------ helpers
 
@@ -553,7 +576,7 @@ class Bench:
         return Cell(
             task_id=task.id, agent=agent, passed=out.passed, dollars=out.dollars,
             input_tokens=out.input_tokens, output_tokens=out.output_tokens, answer=out.answer,
-            reason=out.reason, wall_s=out.wall_s,
+            reason=out.reason, wall_s=out.wall_s, grade=recorded(out.grade),
         )  # fmt: skip
 
     async def matrix_stage(self) -> None:
@@ -564,6 +587,8 @@ class Bench:
         self.matrix_store = store
         for task in self.tasks:
             store.add_task(task)
+        for cell in list(store.matrix.cells()):  # cells recorded under another rule are passed again
+            store.matrix.add(await self._under_rule(cell))
         pending = store.pending(self.tasks)
         total = len(self.tasks) * len(self.pool)
         self.say(f"matrix: {total - len(pending)} of {total} executions cached, {len(pending)} to run")
@@ -612,7 +637,14 @@ class Bench:
         return examples
 
     def weights_stage(self) -> Weights:
-        """Fitted weights (weights.json, fitted once); the defaults where a fit is impossible."""
+        """Fitted weights (weights.json, fitted once); the defaults where a fit is impossible.
+        First says how many training tasks each agent solves and how many none does."""
+        from sale.evaluation.matrix_report import format_training, training_solves
+
+        self.training = training_solves(self.matrix, [t.id for t in self.train])
+        self.say(format_training(self.training))
+        if "warning" in self.training:
+            self.say(f"warning: {self.training['warning']}")
         path = self.out / "weights.json"
         if path.exists():
             weights = Weights.from_file(path)
@@ -677,7 +709,7 @@ class Bench:
         sha = strategy_sha(result.strategy)
         cell = self.executions.get(task.id, result.winner, sha)
         if cell is not None:
-            return cell, "cache"
+            return await self._under_rule(cell), "cache"
         path = self.out / "trajectories" / "refined" / f"{safe_name(task.id)}-{result.winner}-{sha[:12]}.jsonl"
         cell = await self._execute(task, result.winner, result.strategy, path)
         if endpoint_failed(cell.reason):
@@ -917,12 +949,15 @@ class Bench:
             baseline_results, skipped = self.baselines_stage()
             jury = await self.compare_jury_stage(weights) if compare_jury else None
         finally:
+            if self.judge is not None:
+                await self.judge.close()
             self.close()
 
         results: dict[str, list[TaskResult]] = {name: run.results for name, run in runs.items()}
         results.update(baseline_results)
         summary = summarise(results, largest="largest", oracle="oracle", seed=self.seed)
         extra = self._extra(runs, weights, skipped, chosen, orderings, jury, own)
+        extra.update(self._matrix_extra())
         paths = write_report(self.out, summary, results, extra)
         self.say(f"report: {paths['html']}")
         return json.loads(paths["summary"].read_text(encoding="utf-8"))
@@ -1031,6 +1066,14 @@ class Bench:
             },
         }
 
+    def _matrix_extra(self) -> dict[str, Any]:
+        """The report's matrix entries (training solves, single agents per tier, search
+        tiers under each rule) and the rule search answers were passed by."""
+        from sale.evaluation.matrix_report import matrix_extra
+
+        return {**matrix_extra(self.matrix, [t.id for t in self.train]),
+                "grading": {"rule": str(self.rule) if self.rule is not None else None}}  # fmt: skip
+
     def close(self) -> None:
         self.rounds.close()
         self.executions.close()
@@ -1072,6 +1115,7 @@ async def run_bench(
     pull_missing: bool = False,
     say: Say = _stderr,
     progress: bool = True,
+    grade: str | None = None,
 ) -> dict[str, Any]:
     """Run the bench into ``out_dir`` and return the contents of its summary.json.
 
@@ -1084,7 +1128,7 @@ async def run_bench(
     bench = Bench(
         pool, tasks_train, tasks_test, out_dir, envs, settings=settings, jury_mode=jury_mode,
         limits=limits, action_format=action_format, parallel=parallel, seed=seed, embedder=embedder,
-        pull_missing=pull_missing, say=say, progress=progress,
+        pull_missing=pull_missing, say=say, progress=progress, grade=grade,
     )  # fmt: skip
     return await bench.run(orderings=orderings, ablations=ablations, compare_jury=compare_jury, variants=variants)
 
@@ -1122,6 +1166,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "and compare the two: cost, agreement, and how often each mode's provisional winner passes")
     add("--parallel", type=int, default=1, help="rounds and matrix executions run at once (default 1)")
     add("--embedder", default="lexical", help="auction memory embedder: lexical (default) or minilm")
+    add("--grade", metavar="RULE", help="pass rule of search answers: em, match (default), f1:T or judge; on a "
+        "folder graded under another rule the executions are reused and passed again")
     add("--no-pull", dest="pull", action="store_false", help="do not fetch missing models")
 
 
@@ -1163,7 +1209,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             return await run_bench(
                 pool, train, test, out, envs, orderings=args.orderings, seed=args.seed,
                 ablations=args.ablations, variants=args.variants, jury_mode=args.jury_mode, compare_jury=args.compare_jury,
-                parallel=args.parallel, embedder=embedder, pull_missing=args.pull,
+                parallel=args.parallel, embedder=embedder, pull_missing=args.pull, grade=args.grade,
             )  # fmt: skip
         finally:
             await pool.stop()

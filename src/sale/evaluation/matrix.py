@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -43,7 +43,9 @@ class Cell:
 
     ``dollars`` and the token counts cover the execution only. ``reason`` says why a
     failure failed (wrong answer, step limit, error), or is empty. ``reused`` marks a
-    cell read back from an earlier run rather than executed now.
+    cell read back from an earlier run rather than executed now. ``grade`` holds a
+    search answer's scores under every rule and the rule that passed it
+    (`sale.envs.grading.recorded`), so the cell can be passed again under another.
     """
 
     task_id: str
@@ -56,6 +58,7 @@ class Cell:
     reason: str = ""
     wall_s: float = 0.0
     reused: bool = False
+    grade: dict[str, Any] = field(default_factory=dict)  # search: em, f1, match, judge, rule
 
     @property
     def tokens(self) -> int:

@@ -193,12 +193,45 @@ def extra_tables(extra: Mapping[str, Any]) -> list[tuple[str, list[str], list[li
         same = jury.get("same_provisional_winner")
         title = f"Jury modes on the same original bids (same provisional winner on {_pct(same, 0)}% of tasks)"
         tables.append((title, header, rows))
+    tables += matrix_tables(extra)
     executions = (extra.get("reused") or {}).get("executions") or {}
     if executions:
         header = ["method", "from the outcome matrix", "from an earlier refined execution", "fresh"]
         rows = [[m, *(str(e.get(k, 0)) for k in ("from_matrix", "from_earlier_refined_execution", "fresh"))]
                 for m, e in executions.items()]  # fmt: skip
         tables.append(("Where each auction winner's execution came from", header, rows))
+    return tables
+
+
+def matrix_tables(extra: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The outcome matrix's tables, where ``extra`` has them (`sale.evaluation.matrix_report`):
+    training solves per agent, single agents' pass@1 per tier, search tiers per rule."""
+    tables = []
+    training = extra.get("training") or {}
+    if training.get("solves"):
+        header = ["training tasks", *training["solves"], "solved by none", "informative"]
+        rows = [[str(training.get("tasks", "-")), *(str(n) for n in training["solves"].values()),
+                 str(training.get("solved_by_none", "-")), str(training.get("informative", "-"))]]  # fmt: skip
+        title = "Training tasks solved per agent (what the weights are fitted on)"
+        if training.get("warning"):
+            title += f" - warning: {training['warning']}"
+        tables.append((title, header, rows))
+    single = extra.get("single_agents_by_tier") or {}
+    if single.get("tiers"):
+        agents = list(single.get("agents") or [])
+        header = ["tier", "tasks", *agents]
+        rows = [[tier, str(row.get("n", "-")), *(_pct(row.get(a)) for a in agents)] for tier, row in single["tiers"].items()]
+        rule = (extra.get("grading") or {}).get("rule")
+        title = f"pass@1 (%) of each single agent per tier, smallest to largest (all {single.get('tasks')} tasks of the outcome matrix"
+        tables.append((title + (f"; search graded by {rule})" if rule else ")"), header, rows))
+    rules = extra.get("search_rules_by_tier") or {}
+    if rules.get("tiers"):
+        agents = list(rules.get("agents") or [])
+        names = list(dict.fromkeys(r for row in rules["tiers"].values() for a in agents for r in (row.get(a) or {})))
+        header = ["tier", "tasks", *(f"{a} {r}" for a in agents for r in names)]
+        rows = [[tier, str(row.get("n", "-")), *(_pct((row.get(a) or {}).get(r)) for a in agents for r in names)]
+                for tier, row in rules["tiers"].items()]  # fmt: skip
+        tables.append(("Search tiers: pass@1 (%) of each single agent under each pass rule", header, rows))
     return tables
 
 
@@ -280,6 +313,27 @@ def plot_allocation(
     ax.set_ylabel("share of tasks (%)")
     ax.set_ylim(0, 100)
     ax.set_title(title)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _png(fig)
+
+
+def plot_single_agents(single: Mapping[str, Any]) -> bytes:
+    """PNG: pass@1 of every single agent per tier (one line per agent, smallest first)."""
+    tiers = list(single.get("tiers") or {})
+    agents = list(single.get("agents") or [])
+    if not tiers or not agents:
+        raise ReportError("single-agent plot: no tiers or agents")
+    fig = _figure(max(6.4, 0.9 * len(tiers) + 2), 4.4)
+    ax = fig.add_subplot(1, 1, 1)
+    for k, agent in enumerate(agents):
+        ys = [100 * (single["tiers"][t].get(agent) or 0.0) for t in tiers]
+        ax.plot(range(len(tiers)), ys, marker="o", color=f"C{k % 10}", label=agent)
+    ax.set_xticks(range(len(tiers)))
+    ax.set_xticklabels(tiers, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("pass@1 (%)")
+    ax.set_ylim(-2, 102)
+    ax.set_title("Single agents per tier (smallest to largest)")
+    ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _png(fig)
 
@@ -402,6 +456,7 @@ def render_html(
         "cost_quality": "pass@1 against dollars per task (bars: bootstrap interval).",
         "allocation": "Share of tasks executed by each agent, per tier.",
         "smallest_wins": "The smallest agent's share of auction wins along the task stream.",
+        "single_agents": "pass@1 of every single agent per tier, over every task of the outcome matrix.",
     }
     for key, png in images.items():
         data = base64.b64encode(png).decode("ascii")
@@ -451,8 +506,9 @@ def write_report(
     - ``winners``: auction winners in stream order, one list per ordering;
     - ``smallest_agent``: the agent whose win share is plotted (default: agents[0]);
     - ``window``: plot a moving share over this many tasks instead of the cumulative one;
-    - ``auction_overhead`` (or ``phase_costs``), ``jury_modes``, ``reused``: side
-      tables (`extra_tables`).
+    - ``auction_overhead`` (or ``phase_costs``), ``jury_modes``, ``reused``, and the
+      outcome matrix's ``training``, ``single_agents_by_tier`` (also plotted as
+      ``single_agents.png``) and ``search_rules_by_tier``: side tables (`extra_tables`).
     """
     if not summary:
         raise ReportError("the summary has no methods")
@@ -497,6 +553,8 @@ def write_report(
         if smallest is None:
             raise ReportError("smallest-agent plot: give extra['smallest_agent'] or extra['agents'] (cheapest first)")
         images["smallest_wins"] = plot_smallest_wins(winners, smallest, window=extra.get("window"))
+    if (extra.get("single_agents_by_tier") or {}).get("tiers"):
+        images["single_agents"] = plot_single_agents(extra["single_agents_by_tier"])
     for key, png in images.items():
         paths[key] = out / f"{key}.png"
         paths[key].write_bytes(png)

@@ -1,0 +1,94 @@
+"""What the outcome matrix says before any routing: where the signal is.
+
+- `training_solves`: per agent, how many training tasks it solves, and how many no
+  agent solves. Weights are fitted on the tasks some agent solves (the others have the
+  largest agent as their target whatever the bids say), so a split with few such tasks
+  cannot be fitted; `INFORMATIVE_MIN` is the least the bench accepts without a warning.
+- `single_agents_by_tier`: pass@1 of every single agent per tier, smallest to largest,
+  over every task of the matrix (the paper's figure of small agents failing to scale).
+- `search_rules_by_tier`: the same for the search tiers under each pass rule side by
+  side (em, match, f1 >= 0.5, and judge where every cell has a verdict), read from the
+  scores each search cell records.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+from sale.envs.grading import pass_rates_by_rule
+from sale.evaluation.matrix import OutcomeMatrix
+
+#: Fewer informative training tasks (solved by some agent) than this draws a warning.
+INFORMATIVE_MIN = 10
+
+
+def training_solves(matrix: OutcomeMatrix, train_ids: Iterable[str]) -> dict[str, Any]:
+    """Per agent (cheapest first) the training tasks it solves; how many no agent
+    solves; how many some agent solves (``informative``); and a warning below
+    `INFORMATIVE_MIN`."""
+    ids = [t for t in train_ids if t in matrix and matrix.is_complete(t)]
+    solves = {a: sum(matrix.get(t, a).passed for t in ids) for a in matrix.by_price}
+    unsolved = sum(1 for t in ids if not any(matrix.success(t).values()))
+    informative = len(ids) - unsolved
+    out: dict[str, Any] = {
+        "tasks": len(ids), "solves": solves, "solved_by_none": unsolved, "informative": informative,
+    }  # fmt: skip
+    if informative < INFORMATIVE_MIN:
+        out["warning"] = (
+            f"only {informative} of {len(ids)} training tasks are solved by some agent (fewer than "
+            f"{INFORMATIVE_MIN}): the weights are fitted on little signal; draw more tasks (--per-tier) or "
+            "grade with a rule that passes correct answers in other words (--grade match)"
+        )
+    return out
+
+
+def _tiers(matrix: OutcomeMatrix, task_ids: Sequence[str]) -> list[tuple[str, list[str]]]:
+    groups: dict[tuple[str, int, str], list[str]] = {}
+    for tid in task_ids:
+        info = matrix.task(tid)
+        groups.setdefault((info.domain, info.tier, info.tier_name or f"{info.domain}/{info.tier}"), []).append(tid)
+    return [(key[2], ids) for key, ids in sorted(groups.items())]
+
+
+def single_agents_by_tier(matrix: OutcomeMatrix, task_ids: Sequence[str] | None = None) -> dict[str, Any]:
+    """``{"agents": cheapest first, "tiers": {tier: {"n": n, agent: pass@1}}}`` over
+    the complete tasks among ``task_ids`` (default: every task of the matrix)."""
+    ids = [t for t in (task_ids if task_ids is not None else matrix.task_ids) if matrix.is_complete(t)]
+    tiers = {}
+    for name, members in _tiers(matrix, ids):
+        row: dict[str, Any] = {"n": len(members)}
+        for agent in matrix.by_price:
+            row[agent] = sum(matrix.get(t, agent).passed for t in members) / len(members)
+        tiers[name] = row
+    return {"agents": list(matrix.by_price), "tasks": len(ids), "tiers": tiers}
+
+
+def search_rules_by_tier(matrix: OutcomeMatrix, task_ids: Sequence[str] | None = None) -> dict[str, Any]:
+    """Per search tier and agent, pass@1 under each rule, from the cells' recorded scores."""
+    ids = [t for t in (task_ids if task_ids is not None else matrix.task_ids) if matrix.is_complete(t)]
+    tiers: dict[str, Any] = {}
+    for name, members in _tiers(matrix, ids):
+        cells = {a: [matrix.get(t, a) for t in members] for a in matrix.by_price}
+        if not all(c.grade.get("rule") for cs in cells.values() for c in cs):
+            continue  # not search, or graded before scores were recorded
+        tiers[name] = {"n": len(members), **{a: pass_rates_by_rule([c.grade for c in cs]) for a, cs in cells.items()}}
+    return {"agents": list(matrix.by_price), "tiers": tiers}
+
+
+def matrix_extra(matrix: OutcomeMatrix, train_ids: Iterable[str]) -> dict[str, Any]:
+    """The report's entries for the matrix: ``training``, ``single_agents_by_tier`` and
+    ``search_rules_by_tier``."""
+    return {
+        "training": training_solves(matrix, train_ids),
+        "single_agents_by_tier": single_agents_by_tier(matrix),
+        "search_rules_by_tier": search_rules_by_tier(matrix),
+    }
+
+
+def format_training(training: dict[str, Any]) -> str:
+    """One line: solves per agent, and how many tasks no agent solves."""
+    solves = ", ".join(f"{a} {n}" for a, n in training["solves"].items())
+    return (
+        f"training split: {training['tasks']} tasks; solved per agent: {solves}; solved by no agent: "
+        f"{training['solved_by_none']}; informative: {training['informative']}"
+    )
