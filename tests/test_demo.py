@@ -25,7 +25,9 @@ def quality(bid: str) -> int:
 
 class Responder:
     """Bids tagged by quality (the big agent's best), jurors score by the tag; only the
-    big agent solves a task (count-vowels), everyone else answers wrongly."""
+    big agent solves tasks: count-vowels, and textiles-founder with a sentence that holds
+    the answer (passed by the default rule, match; exact match would fail it); everyone
+    else answers wrongly."""
 
     def __init__(self):
         self.requests = 0
@@ -34,6 +36,8 @@ class Responder:
         self.requests += 1
         model, text = request["model"], prompt_text(request)
         if request["messages"][0].get("role") == "system":  # an execution
+            if model == "big" and "Who founded Corvin Textiles?" in text:
+                return Reply('ANSWER: The final answer is "Ada Quell founded Corvin Textiles in 1902."')
             return Reply(RIGHT if model == "big" and "count_vowels" in text else "ANSWER: no idea")
         if "You are a juror" in text:
             return Reply(jury_answer(text, quality))
@@ -58,11 +62,15 @@ async def test_demo_runs_the_auction_and_the_largest_agent_side_by_side(scripted
     sale, largest = out["sale"], out["largest"]
     assert sale["tasks"] == largest["tasks"] == len(tasks)
     # The big agent's plans win every auction, so its executions serve both columns.
-    assert sale["win_share"]["big"] == 1.0 and sale["passed"] == largest["passed"] == 1
+    assert sale["win_share"]["big"] == 1.0 and sale["passed"] == largest["passed"] == 2
+    assert sale["grading"]["rule"] == "match" and largest["grading"]["rule"] == "match"
+    assert sale["grading"]["search_pass_at_1_by_rule"]["em"] == 0.0
+    assert sale["grading"]["search_pass_at_1_by_rule"]["match"] == pytest.approx(1 / 5)
     text = "\n".join(lines)
     assert f"reusing {len(tasks)} execution(s)" in text
     rows = {line.split()[0]: line.split()[-3:] for line in text.splitlines() if line.startswith("demo/")}
     assert rows["demo/count-vowels"] == ["big", "pass", "pass"] and rows["demo/founder-river"] == ["big", "fail", "fail"]
+    assert rows["demo/textiles-founder"] == ["big", "pass", "pass"]
     # Where the dollars went, per phase: the auction's phases and the execution.
     phases = sale["by_phase"]
     assert set(phases) == {"bid", "jury", "refine", "execute"} and set(largest["by_phase"]) == {"execute"}

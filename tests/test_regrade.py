@@ -213,3 +213,33 @@ def test_bench_regrade_and_bench_grade_reuse_every_execution(files, responder, s
     again = json.loads((out / "summary.json").read_text())
     assert again["extra"]["grading"]["rule"] == "match" and again["methods"]["small"]["pass_at_1"] == 1.0
     assert json.loads((out / "grading.json").read_text()) == {"rule": "match"}
+
+
+def test_bench_regrade_under_the_judge_reports_its_agreement_with_match(files, responder, scripted, tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert cli(bench_args(files, out, "--grade", "match")) == 0
+    pool, _ = files
+    before = collections.Counter(responder.calls)
+    assert cli(["regrade", str(out), "--grade", "judge", "--pool", str(pool)]) == 0
+    asked = responder.calls - before
+    assert set(asked) == {"judge"} and 0 < asked["judge"] <= 24  # one per matrix answer, none executed
+    extra = json.loads((out / "regraded-judge" / "summary.json").read_text())["extra"]
+    agreement = extra["search_rules_by_tier"]["judge_vs_match"]
+    # the judge says yes to any answer naming the right city, like match; mid's "Nowhere" fails both
+    assert agreement["answers"] == 24 and agreement["agree"] == 1.0 and agreement["unreadable_verdicts"] == 0
+    assert "judge and match agree on 100.0% of 24 answers" in (out / "regraded-judge" / "report.txt").read_text()
+
+
+def test_the_default_bench_draws_at_least_40_training_tasks(shared_data):
+    import argparse
+
+    from sale.evaluation.bench import add_arguments
+    from sale.workloads.standard import split, standard_workload
+
+    args = argparse.ArgumentParser()
+    add_arguments(args)
+    defaults = args.parse_args(["--out", "x"])
+    tasks = standard_workload(shared_data, per_tier=defaults.per_tier, seed=defaults.seed)
+    train, test = split(tasks, test_fraction=defaults.test_fraction, seed=defaults.seed)
+    assert len(train) >= 40 and len(test) >= 40
+    assert {t.tier_name for t in train} == {t.tier_name for t in tasks}  # every tier is in the fit

@@ -162,6 +162,10 @@ def _print_summary(summary: dict) -> None:
     print("wins: " + ", ".join(f"{a} {s:.0%}" for a, s in summary["win_share"].items()))
     o = summary["auction_overhead"]
     print(f"auction overhead: {o['token_share']:.0%} of tokens, {o['dollar_share']:.0%} of dollars, {o['wall_share']:.0%} of wall time")
+    g = summary.get("grading") or {}
+    if g.get("search_tasks"):
+        rates = ", ".join(f"{r} {p:.0%}" for r, p in g["search_pass_at_1_by_rule"].items())
+        print(f"search answers passed by '{g.get('rule')}'; their pass@1 under each rule: {rates}")
 
 
 # ----------------------------------------------------------------------------- main

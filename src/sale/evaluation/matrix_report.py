@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
-from sale.envs.grading import pass_rates_by_rule
+from sale.envs.grading import GradeRule, pass_rates_by_rule
 from sale.evaluation.matrix import OutcomeMatrix
 
 #: Fewer informative training tasks (solved by some agent) than this draws a warning.
@@ -67,12 +67,29 @@ def search_rules_by_tier(matrix: OutcomeMatrix, task_ids: Sequence[str] | None =
     """Per search tier and agent, pass@1 under each rule, from the cells' recorded scores."""
     ids = [t for t in (task_ids if task_ids is not None else matrix.task_ids) if matrix.is_complete(t)]
     tiers: dict[str, Any] = {}
+    grades: list[dict[str, Any]] = []
     for name, members in _tiers(matrix, ids):
         cells = {a: [matrix.get(t, a) for t in members] for a in matrix.by_price}
         if not all(c.grade.get("rule") for cs in cells.values() for c in cs):
             continue  # not search, or graded before scores were recorded
         tiers[name] = {"n": len(members), **{a: pass_rates_by_rule([c.grade for c in cs]) for a, cs in cells.items()}}
-    return {"agents": list(matrix.by_price), "tiers": tiers}
+        grades += [c.grade for cs in cells.values() for c in cs]
+    out: dict[str, Any] = {"agents": list(matrix.by_price), "tiers": tiers}
+    if grades and all("judge" in g for g in grades):
+        out["judge_vs_match"] = rule_agreement(grades, "judge", "match")
+    return out
+
+
+def rule_agreement(grades: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
+    """How often two rules pass or fail the same answers: the share that agree and the
+    counts of each disagreement (``a_only``: passed by ``a`` alone)."""
+    ra, rb = GradeRule.parse(a), GradeRule.parse(b)
+    both = [(ra.passes(g), rb.passes(g)) for g in grades]
+    return {
+        "answers": len(both), "agree": sum(x == y for x, y in both) / len(both) if both else None,
+        f"{a}_only": sum(x and not y for x, y in both), f"{b}_only": sum(y and not x for x, y in both),
+        "unreadable_verdicts": sum(g.get("judge") is None for g in grades) if "judge" in (a, b) else None,
+    }  # fmt: skip
 
 
 def matrix_extra(matrix: OutcomeMatrix, train_ids: Iterable[str]) -> dict[str, Any]:

@@ -231,7 +231,13 @@ def matrix_tables(extra: Mapping[str, Any]) -> list[tuple[str, list[str], list[l
         header = ["tier", "tasks", *(f"{a} {r}" for a in agents for r in names)]
         rows = [[tier, str(row.get("n", "-")), *(_pct((row.get(a) or {}).get(r)) for a in agents for r in names)]
                 for tier, row in rules["tiers"].items()]  # fmt: skip
-        tables.append(("Search tiers: pass@1 (%) of each single agent under each pass rule", header, rows))
+        title = "Search tiers: pass@1 (%) of each single agent under each pass rule"
+        agreement = rules.get("judge_vs_match")
+        if agreement:
+            title += (f" (judge and match agree on {_pct(agreement.get('agree'))}% of {agreement.get('answers')} answers; "
+                      f"judge only {agreement.get('judge_only')}, match only {agreement.get('match_only')}, "
+                      f"unreadable verdicts {agreement.get('unreadable_verdicts')})")
+        tables.append((title, header, rows))
     return tables
 
 
