@@ -146,6 +146,22 @@ def test_regrade_under_the_judge_asks_only_the_judge_and_caches_its_verdicts(fil
     assert list(read_jsonl(out / "regraded-judge" / "results.jsonl")) == judged
 
 
+def test_a_run_graded_by_the_judge_does_not_count_its_calls_as_the_methods_cost(files, responder, tmp_path):
+    pool, tasks = files
+    out = tmp_path / "run"
+    assert cli(["run", "--pool", str(pool), "--tasks", str(tasks), "--out", str(out), "--no-pull", "--grade", "judge"]) == 0
+    results = list(read_jsonl(out / "results.jsonl"))
+    assert all(r["grade"]["rule"] == "judge" and r["passed"] is (r["grade"]["judge"] is True) for r in results)
+    assert responder.calls["judge"] == len(results)
+    ledger = [json.loads(line) for line in (out / "ledger.jsonl").read_text().splitlines()]
+    judged = [e for e in ledger if e["phase"] == "judge"]
+    assert len(judged) == len(results) and all(e["dollars"] > 0 for e in judged)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dollars"] == pytest.approx(sum(e["dollars"] for e in ledger if e["phase"] != "judge"))
+    assert all("judge" not in r["dollars"] and "judge" not in r["tokens"] for r in results)
+    assert summary["ledger"]["by_phase"]["judge"]["calls"] == len(results)  # shown apart
+
+
 def test_regrade_of_a_folder_that_is_neither_is_a_one_line_error(tmp_path, capsys):
     assert cli(["regrade", str(tmp_path), "--grade", "em"]) == 2
     assert cli(["regrade", str(tmp_path), "--grade", "exact"]) == 2
@@ -228,6 +244,13 @@ def test_bench_regrade_under_the_judge_reports_its_agreement_with_match(files, r
     # the judge says yes to any answer naming the right city, like match; mid's "Nowhere" fails both
     assert agreement["answers"] == 24 and agreement["agree"] == 1.0 and agreement["unreadable_verdicts"] == 0
     assert "judge and match agree on 100.0% of 24 answers" in (out / "regraded-judge" / "report.txt").read_text()
+    # the bench under the judge on the same folder: executions reused, verdicts read from the cache
+    before = collections.Counter(responder.calls)
+    assert cli(bench_args(files, out, "--grade", "judge")) == 0
+    assert responder.calls == before
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["extra"]["grading"]["rule"] == "judge" and summary["methods"]["small"]["pass_at_1"] == 1.0
+    assert (out / "graded-match" / "weights.json").is_file()
 
 
 def test_the_default_bench_draws_at_least_40_training_tasks(shared_data):

@@ -13,7 +13,8 @@ Minimal form::
 Every agent also accepts ``generation`` (temperature, max_tokens, seed), ``concurrency``,
 ``timeout_s``, ``max_retries`` and, for local models, ``context`` (tokens per slot) and
 ``threads``. An optional ``budget: {per_task: 0.01, per_run: 1.0}`` sets hard dollar
-limits (see `sale.llm.budget`). A malformed file raises ConfigError naming the file,
+limits (see `sale.llm.budget`), and ``grading: {rule: match, judge: {agent: NAME}}`` how
+search answers pass (see `sale.envs.grading`). A malformed file raises ConfigError naming the file,
 the field, the bad value and what is expected.
 """
 

@@ -441,7 +441,10 @@ class Bench:
         """A stored execution passed under the bench's rule (search cells record their scores)."""
         from sale.evaluation.regrade import regrade_for_task
 
-        return await regrade_for_task(cell, self._task_by_id.get(cell.task_id), self.envs.get("search"))
+        task, search = self._task_by_id.get(cell.task_id), self.envs.get("search")
+        if task is not None and search is not None and search.judge is not None and search.rule_for(task).needs_judge:
+            await self._start()  # the judge may be an agent of the pool
+        return await regrade_for_task(cell, task, search)
 
     # ------------------------------------------------------------------ helpers
 
