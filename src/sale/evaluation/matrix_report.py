@@ -37,7 +37,7 @@ def training_solves(matrix: OutcomeMatrix, train_ids: Iterable[str]) -> dict[str
         out["warning"] = (
             f"only {informative} of {len(ids)} training tasks are solved by some agent (fewer than "
             f"{INFORMATIVE_MIN}): the weights are fitted on little signal; draw more tasks (--per-tier) or "
-            "grade with a rule that passes correct answers in other words (--grade match)"
+            "check the pass rule (--grade)"
         )
     return out
 

@@ -324,20 +324,22 @@ def plot_allocation(
 
 
 def plot_single_agents(single: Mapping[str, Any]) -> bytes:
-    """PNG: pass@1 of every single agent per tier (one line per agent, smallest first)."""
+    """PNG: pass@1 of every single agent per tier (a bar per agent, smallest first)."""
     tiers = list(single.get("tiers") or {})
     agents = list(single.get("agents") or [])
     if not tiers or not agents:
         raise ReportError("single-agent plot: no tiers or agents")
     fig = _figure(max(6.4, 0.9 * len(tiers) + 2), 4.4)
     ax = fig.add_subplot(1, 1, 1)
-    for k, agent in enumerate(agents):
+    width = 0.8 / len(agents)
+    for k, agent in enumerate(agents):  # grouped bars: agents side by side within each tier
         ys = [100 * (single["tiers"][t].get(agent) or 0.0) for t in tiers]
-        ax.plot(range(len(tiers)), ys, marker="o", color=f"C{k % 10}", label=agent)
+        xs = [i - 0.4 + width * (k + 0.5) for i in range(len(tiers))]
+        ax.bar(xs, ys, width=width, color=f"C{k % 10}", label=agent)
     ax.set_xticks(range(len(tiers)))
     ax.set_xticklabels(tiers, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("pass@1 (%)")
-    ax.set_ylim(-2, 102)
+    ax.set_ylim(0, 100)
     ax.set_title("Single agents per tier (smallest to largest)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
