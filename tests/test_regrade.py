@@ -162,6 +162,22 @@ def test_a_run_graded_by_the_judge_does_not_count_its_calls_as_the_methods_cost(
     assert summary["ledger"]["by_phase"]["judge"]["calls"] == len(results)  # shown apart
 
 
+def test_results_recorded_without_golds_are_regraded_from_the_task_files(files, responder, tmp_path, capsys):
+    pool, tasks = files
+    out = tmp_path / "run"
+    assert cli(["run", "--pool", str(pool), "--tasks", str(tasks), "--out", str(out), "--no-pull", "--grade", "em"]) == 0
+    graded = list(read_jsonl(out / "results.jsonl"))
+    # a folder from before grades were recorded: no grade on its lines
+    (out / "results.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "grade"}) + "\n" for r in graded))
+    assert cli(["regrade", str(out), "--grade", "match"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "hold no gold answers" in err and "--tasks" in err
+    assert cli(["regrade", str(out), "--grade", "match", "--tasks", str(tasks)]) == 0
+    regraded = list(read_jsonl(out / "regraded-match" / "results.jsonl"))
+    assert [r["passed"] for r in regraded] == [r["grade"]["match"] == 1.0 for r in graded]
+    assert all(r["grade"]["rule"] == "match" for r in regraded)
+
+
 def test_regrade_of_a_folder_that_is_neither_is_a_one_line_error(tmp_path, capsys):
     assert cli(["regrade", str(tmp_path), "--grade", "em"]) == 2
     assert cli(["regrade", str(tmp_path), "--grade", "exact"]) == 2

@@ -407,6 +407,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--grade", metavar="RULE", required=True, help="pass rule: em, match, f1:T or judge")
     add("--pool", help="pool file naming the judge (grading.judge), for --grade judge")
     add("--tasks", nargs="+", default=[], help="task files, for results recorded without their gold answers")
+    add("--data-dir", help="benchmark data folder: its standard workload gives the gold answers of a bench "
+        "folder recorded without them")
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -414,6 +416,10 @@ def run_from_args(args: argparse.Namespace) -> int:
 
     rule = GradeRule.parse(args.grade, "--grade")
     tasks = [t for spec in args.tasks for t in load_tasks(spec)]
+    if args.data_dir:
+        from sale.workloads.standard import standard_workload
+
+        tasks += standard_workload(args.data_dir, per_tier=1_000_000)  # every task it can draw, by id
     asyncio.run(regrade_folder(args.folder, rule, pool_path=args.pool, tasks=tasks))
     return 0
 
