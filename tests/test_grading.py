@@ -246,3 +246,15 @@ async def test_the_judge_rule_without_a_judge_is_a_clear_error(scripted, tmp_pat
         await _env_with_judge(scripted, tmp_path, grading="grading: {rule: judge}\n")
     with pytest.raises(ConfigError, match="no agent named 'huge'"):
         await _env_with_judge(scripted, tmp_path, grading="grading: {judge: {agent: huge}}\n")
+
+
+async def test_configure_grading_keeps_what_neither_the_pool_nor_grade_names(scripted, tmp_path):
+    cfg = parse_pool(__import__("yaml").safe_load(scripted_pool_yaml(scripted.base_url, [("a", 1.0)])), "pool.yaml")
+    pool = Pool(cfg, ledger=Ledger(), source="pool.yaml")
+    env = SearchEnvironment(_index(), rule="em")
+    assert configure_grading({"search": env}, pool) is None
+    assert str(env.rule_for(_task())) == "em"
+    configure_grading({"search": env}, pool, rule="f1:0.8")
+    assert str(env.rule_for(_task())) == "f1:0.8"
+    with pytest.raises(ConfigError, match="--grade: got 'exactly'"):
+        configure_grading({"search": env}, pool, rule="exactly")

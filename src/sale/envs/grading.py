@@ -431,23 +431,24 @@ def configure_grading(
 ) -> Judge | None:
     """Set the search environment's rules from ``--grade`` (``rule``) and the pool
     file's ``grading:`` section, and give it the judge the pool names (verdicts cached
-    in ``cache_dir``/judge-verdicts.jsonl). Returns the judge (None without one)."""
+    in ``cache_dir``/judge-verdicts.jsonl); what neither names, the environment keeps.
+    Returns the environment's judge (None without one)."""
     env = envs.get("search")
     source = getattr(pool, "source", "<pool>")
     cfg = GradingConfig.from_pool(getattr(pool.config, "grading", None), source)
     override = GradeRule.parse(rule, "--grade") if rule is not None else None
     if env is None:
         return None
-    env.rule_override = override
-    env.rule = GradeRule.parse(cfg.rule, f"{source}: grading.rule") if cfg.rule else GradeRule(DEFAULT_RULE)
-    judge = None
+    if override is not None:
+        env.rule_override = override
+    if cfg.rule:  # else the environment keeps its own (match unless it was built with another)
+        env.rule = GradeRule.parse(cfg.rule, f"{source}: grading.rule")
     if cfg.judge is not None:
         cache = Path(cache_dir) / "judge-verdicts.jsonl" if cache_dir is not None else None
-        judge = make_judge(cfg.judge, pool, cache, source)
-    elif (override or env.rule).needs_judge:
+        env.judge = make_judge(cfg.judge, pool, cache, source)
+    elif (getattr(env, "rule_override", None) or env.rule).needs_judge and getattr(env, "judge", None) is None:
         raise ConfigError(f"{source}: grade rule 'judge' needs grading.judge in the pool file ({{agent: NAME}} or an endpoint)")
-    env.judge = judge
-    return judge
+    return getattr(env, "judge", None)
 
 
 def search_scores(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
