@@ -71,6 +71,7 @@ async def test_demo_runs_the_auction_and_the_largest_agent_side_by_side(scripted
     rows = {line.split()[0]: line.split()[-3:] for line in text.splitlines() if line.startswith("demo/")}
     assert rows["demo/count-vowels"] == ["big", "pass", "pass"] and rows["demo/founder-river"] == ["big", "fail", "fail"]
     assert rows["demo/textiles-founder"] == ["big", "pass", "pass"]
+    assert "search answers passed by 'match' (auction's search pass@1 by rule: em 0%, match 20%" in text
     # Where the dollars went, per phase: the auction's phases and the execution.
     phases = sale["by_phase"]
     assert set(phases) == {"bid", "jury", "refine", "execute"} and set(largest["by_phase"]) == {"execute"}
@@ -80,3 +81,10 @@ async def test_demo_runs_the_auction_and_the_largest_agent_side_by_side(scripted
     page = out["report"]["html"].read_text()
     assert "Cost per phase" in page and "<td>largest</td>" in page
     assert again["sale"]["dollars"] == sale["dollars"]
+    # the finished demo folder read again under exact match: nothing is asked
+    from sale.evaluation.regrade import regrade_folder
+
+    parts = await regrade_folder(tmp_path / "demo", "em", say=lines.append)
+    assert responder.requests == calls
+    assert parts["sale"]["passed"] == parts["largest"]["passed"] == 1  # the sentence fails em
+    assert (tmp_path / "demo" / "regraded-em" / "report" / "report.html").is_file()

@@ -139,6 +139,11 @@ async def run_demo(
     say(side_by_side(tasks, sale_recs, big_recs))
     say("")
     say(format_summary(summary))
+    grading = sale_summary.get("grading") or {}
+    if grading.get("search_tasks"):
+        rates = ", ".join(f"{r} {p:.0%}" for r, p in grading["search_pass_at_1_by_rule"].items())
+        say(f"search answers passed by '{grading.get('rule')}' (auction's search pass@1 by rule: {rates}; "
+            f"`sale regrade {out} --grade em` re-reads both runs under another rule)")
     say("\n" + format_extra(extra))
     say(f"\nreport: {paths.get('html')}")
     return {"sale": sale_summary, "largest": largest_summary, "summary": summary, "report": paths}
