@@ -269,6 +269,20 @@ def test_bench_regrade_under_the_judge_reports_its_agreement_with_match(files, r
     assert (out / "graded-match" / "weights.json").is_file()
 
 
+def test_a_judge_sample_measures_its_agreement_with_match(files, responder, tmp_path):
+    pool, tasks = files
+    out = tmp_path / "run"
+    assert cli(["run", "--pool", str(pool), "--tasks", str(tasks), "--out", str(out), "--no-pull"]) == 0
+    before = collections.Counter(responder.calls)
+    assert cli(["regrade", str(out), "--grade", "judge", "--pool", str(pool), "--sample", "5"]) == 0
+    assert responder.calls - before == collections.Counter(judge=5)
+    sample = json.loads((out / "judge-sample.json").read_text())
+    assert len(sample["answers"]) == 5 and sample["agreement"]["answers"] == 5
+    assert all(a["judge"] is (a["match"] == 1.0) for a in sample["answers"])  # the scripted judge agrees here
+    assert sample["agreement"]["agree"] == 1.0
+    assert cli(["regrade", str(out), "--grade", "em", "--sample", "5"]) == 2
+
+
 def test_the_default_bench_draws_at_least_40_training_tasks(shared_data):
     import argparse
 

@@ -397,6 +397,45 @@ async def _judge_for(path: Path, pool_path: str | Path | None):
     return make_judge(grading.judge, pool, path / "judge-verdicts.jsonl", str(pool_path)), pool
 
 
+async def judge_sample(path: Path, n: int, judge: Judge, *, seed: int = 0, tasks: Mapping[str, Any] | None = None,
+                       say: Say = _stderr) -> dict[str, Any]:
+    """Ask the judge about ``n`` stored search answers drawn at random (seeded) from a
+    run or bench folder, and measure its agreement with ``match``; written to
+    ``path/judge-sample.json`` with every answer, golds, verdict and match."""
+    import random
+
+    from sale.evaluation.matrix_report import rule_agreement
+
+    items: list[tuple[str, str | None, dict[str, Any], str | None, list[str] | None]] = []
+    if folder_kind(path) == "bench":
+        matrix = MatrixStore.load(path / "matrix.jsonl")
+        for cell in matrix.cells():
+            q, g = _question_golds((tasks or {}).get(cell.task_id), matrix.task(cell.task_id).prompt)
+            items.append((f"{cell.task_id} / {cell.agent}", cell.answer, cell.grade, q, g))
+    else:
+        for folder in [path] if (path / "results.jsonl").is_file() else [path / "sale", path / "largest"]:
+            for rec in read_jsonl(folder / "results.jsonl"):
+                if rec.get("domain") == "search":
+                    q, g = _run_question_golds(rec, tasks or {})
+                    items.append((f"{rec['task_id']} / {rec.get('winner')}", rec.get("answer"), rec.get("grade") or {}, q, g))
+    items = [i for i in items if (i[2] or i[4]) and i[1] is not None]
+    random.Random(f"judge-sample:{seed}").shuffle(items)
+    judged = []
+    for key, answer, grade, question, golds in items[:n]:
+        got = await regrade_answer(answer, grade, question, golds, GradeRule("judge"), judge)
+        if got is not None:
+            judged.append({"answer_of": key, **got[2]})
+    if not judged:
+        raise SaleError(f"{path}: no search answers with gold answers to judge")
+    agreement = rule_agreement(judged, "judge", "match")
+    write_json_atomic(path / "judge-sample.json", {"judge": judge.name, "seed": seed, "agreement": agreement,
+                                                   "answers": judged})  # fmt: skip
+    say(f"judge on {len(judged)} answers: agrees with match on {_pct(agreement['agree'])} "
+        f"(judge only {agreement['judge_only']}, match only {agreement['match_only']}, "
+        f"unreadable {agreement['unreadable_verdicts']}); {path / 'judge-sample.json'}")
+    return agreement
+
+
 def _pct(x: Any) -> str:
     return "-" if x is None else f"{100 * x:.1f} %"
 
@@ -406,6 +445,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("folder", metavar="RUN_OR_BENCH_DIR", help="a sale run, demo or bench folder")
     add("--grade", metavar="RULE", required=True, help="pass rule: em, match, f1:T or judge")
     add("--pool", help="pool file naming the judge (grading.judge), for --grade judge")
+    add("--sample", type=int, metavar="N", help="with --grade judge: ask the judge about N stored search answers "
+        "drawn at random and report its agreement with match (judge-sample.json), instead of regrading all")
     add("--tasks", nargs="+", default=[], help="task files, for results recorded without their gold answers")
     add("--data-dir", help="benchmark data folder: its standard workload gives the gold answers of a bench "
         "folder recorded without them")
@@ -415,13 +456,29 @@ def run_from_args(args: argparse.Namespace) -> int:
     from sale.workloads.loaders import load_tasks
 
     rule = GradeRule.parse(args.grade, "--grade")
+    if args.sample is not None and (not rule.needs_judge or args.sample < 1):
+        raise ConfigError("--sample N (N >= 1) goes with --grade judge: the judge asked about N answers, beside match")
     tasks = [t for spec in args.tasks for t in load_tasks(spec)]
     if args.data_dir:
         from sale.workloads.standard import standard_workload
 
         tasks += standard_workload(args.data_dir, per_tier=1_000_000)  # every task it can draw, by id
+    if args.sample is not None:
+        asyncio.run(_judge_sample_cmd(Path(args.folder), args.sample, args.pool, tasks))
+        return 0
     asyncio.run(regrade_folder(args.folder, rule, pool_path=args.pool, tasks=tasks))
     return 0
+
+
+async def _judge_sample_cmd(path: Path, n: int, pool_path: str | None, tasks: list[Any]) -> None:
+    folder_kind(path)
+    judge, pool = await _judge_for(path, pool_path)
+    try:
+        await judge_sample(path, n, judge, tasks={t.id: t for t in tasks})
+    finally:
+        await judge.close()
+        await pool.stop()
+        pool.ledger.close()
 
 
 async def regrade_for_task(cell: Cell, task: Any, env: Any) -> Cell:
