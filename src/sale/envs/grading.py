@@ -318,6 +318,7 @@ class Judge:
         self.cache = cache if cache is not None else VerdictCache()
         self.max_tokens = max_tokens
         self.calls = 0
+        self.owns_client = False  # a judge endpoint of its own: its client is closed with it
 
     async def verdict(self, question: str, answer: str, golds: Iterable[str]) -> dict[str, Any]:
         """``{"judge": True | False | None, "judge_reply": ...}`` or, where the call
@@ -345,7 +346,7 @@ class Judge:
     async def close(self) -> None:
         self.cache.close()
         client = getattr(self.agent, "client", None)
-        if getattr(self, "_owns_client", False) and client is not None:
+        if self.owns_client and client is not None:
             await client.close()
 
 
@@ -379,7 +380,7 @@ def make_judge(config: JudgeConfig, pool: Any, cache_path: str | Path | None, so
                         max_retries=config.max_retries)  # fmt: skip
     agent = Agent(agent_config, client, pool.ledger)
     judge = Judge(agent, f"endpoint:{ep.base_url}:{ep.model}", cache, max_tokens=config.max_tokens)
-    judge._owns_client = True
+    judge.owns_client = True
     return judge
 
 
