@@ -93,6 +93,7 @@ class PoolConfig(_Strict):
     auction: dict[str, Any] = Field(default_factory=dict)
     execution: dict[str, Any] = Field(default_factory=dict)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    serve: dict[str, Any] = Field(default_factory=dict)  # `sale serve` (sale.serve.settings)
 
     @field_validator("budget", mode="before")
     @classmethod
