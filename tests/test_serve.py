@@ -342,9 +342,13 @@ def test_a_restart_keeps_the_bindings_and_the_ttl_expires_them(upstream, serve, 
     task = get(f"{srv.url}/v1/sale/tasks/kept").json()
     assert task["by_phase"]["bid"]["calls"] == 2 and task["by_phase"]["execute"]["calls"] == 2  # both processes
     # past its time-to-live (default one day since the last request) the key holds a new auction
+    srv.stop()
     store = BindingStore(tmp_path / "state" / "bindings.sqlite", ttl_s=86400)
+    assert store.get("kept").requests == 2  # the uses were written when the server stopped
     store.age("kept", 86400 + 60)
+    assert store.get("kept") is None and store.get("kept", live=False).winner == "small"
     store.close()
+    srv = serve()
     expired = srv.client().chat.completions.with_raw_response.create(
         model="sale", messages=first_turn(), extra_headers={"X-SALE-Task": "kept"})
     assert expired.headers["x-sale-auction"] != first.headers["x-sale-auction"]

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import time
@@ -181,6 +182,8 @@ def sale_headers(key: str, binding: Binding | None = None, agent: str = "") -> d
 
 
 def _header_safe(text: str) -> str:
+    if text.isascii() and text.isprintable():
+        return text
     return "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
 
 
@@ -239,7 +242,10 @@ def create_app(
             if own_ledger:
                 pool.ledger.close()
 
-    app = FastAPI(title="sale serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    options: dict[str, Any] = {}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters:  # FastAPI's own OpenTelemetry hooks: off
+        options["telemetry"] = {"tracing": False, "metrics": False, "logs": False}
+    app = FastAPI(title="sale serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, **options)
     app.state.service = service
     app.state.metrics = metrics
 

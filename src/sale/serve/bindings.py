@@ -4,6 +4,11 @@ A binding holds the winner, its plan, the auction id (empty when the auction fai
 and the fallback agent took the task), when it was created and last used, and the
 outcome the harness reported. A binding is live while ``now - last_used <= ttl_s``;
 an expired key holds a new auction on its next request.
+
+Bindings are cached in memory once read. A new binding and an outcome are written at
+once; the use of a binding (last used, request count) is written at most once a
+second (``FLUSH_S``) and when the store closes, so a pinned request rarely writes: a
+crash loses at most a second of "last used" times, never a binding.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+FLUSH_S = 1.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS bindings (
@@ -57,6 +64,9 @@ class BindingStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(SCHEMA)
+        self._cache: dict[str, Binding] = {}
+        self._dirty: set[str] = set()
+        self._flushed = time.monotonic()
 
     def _row(self, row: tuple | None) -> Binding | None:
         if row is None:
@@ -67,11 +77,15 @@ class BindingStore:
     def get(self, key: str, *, live: bool = True) -> Binding | None:
         """The binding of ``key``; with ``live``, None once its TTL has passed."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT key, winner, plan, auction, fallback, created, last_used, requests, passed "
-                "FROM bindings WHERE key = ?", (key,),
-            ).fetchone()  # fmt: skip
-        b = self._row(row)
+            b = self._cache.get(key)
+            if b is None:
+                row = self._db.execute(
+                    "SELECT key, winner, plan, auction, fallback, created, last_used, requests, passed "
+                    "FROM bindings WHERE key = ?", (key,),
+                ).fetchone()  # fmt: skip
+                b = self._row(row)
+                if b is not None:
+                    self._cache[key] = b
         if b is not None and live and time.time() - b.last_used > self.ttl_s:
             return None
         return b
@@ -87,23 +101,46 @@ class BindingStore:
                 "created = excluded.created, last_used = excluded.last_used, requests = 0, passed = NULL",
                 (key, winner, plan, auction, fallback, now, now),
             )
-        return Binding(key, winner, plan, auction, fallback, now, now)
+            b = self._cache[key] = Binding(key, winner, plan, auction, fallback, now, now)
+            self._dirty.discard(key)
+        return b
 
     def touch(self, key: str) -> None:
-        """Count one request of ``key`` and mark it used now."""
+        """Count one request of ``key`` and mark it used now (written within FLUSH_S)."""
         with self._lock:
-            self._db.execute(
-                "UPDATE bindings SET last_used = ?, requests = requests + 1 WHERE key = ?", (time.time(), key)
-            )
+            b = self._cache.get(key)
+            if b is None:
+                return
+            b.last_used = time.time()
+            b.requests += 1
+            self._dirty.add(key)
+            if time.monotonic() - self._flushed >= FLUSH_S:
+                self._flush()
+
+    def flush(self) -> None:
+        """Write the uses of bindings not yet written."""
+        with self._lock:
+            self._flush()
+
+    def _flush(self) -> None:
+        rows = [(self._cache[k].last_used, self._cache[k].requests, k) for k in self._dirty if k in self._cache]
+        if rows:
+            self._db.executemany("UPDATE bindings SET last_used = ?, requests = ? WHERE key = ?", rows)
+        self._dirty.clear()
+        self._flushed = time.monotonic()
 
     def set_outcome(self, key: str, passed: bool) -> None:
         with self._lock:
             self._db.execute("UPDATE bindings SET passed = ? WHERE key = ?", (int(passed), key))
+            if key in self._cache:
+                self._cache[key].passed = passed
 
     def age(self, key: str, seconds: float) -> None:
         """Move the binding's times ``seconds`` into the past (tests and tools use it to
         expire a binding without waiting)."""
         with self._lock:
+            self._flush()
+            self._cache.pop(key, None)
             self._db.execute(
                 "UPDATE bindings SET created = created - ?, last_used = last_used - ? WHERE key = ?",
                 (seconds, seconds, key),
@@ -115,4 +152,5 @@ class BindingStore:
 
     def close(self) -> None:
         with self._lock:
+            self._flush()
             self._db.close()
