@@ -355,6 +355,21 @@ def test_a_restart_keeps_the_bindings_and_the_ttl_expires_them(upstream, serve, 
     assert len(of_kind(upstream, "bid")) == 4
 
 
+def test_a_binding_whose_winner_left_the_pool_holds_a_new_auction(upstream, serve):
+    srv = serve()
+    first = srv.client().chat.completions.with_raw_response.create(
+        model="sale", messages=first_turn(), extra_headers={"X-SALE-Task": "moved"})
+    assert first.headers["x-sale-winner"] == "small"
+    srv.stop()
+    text = pool_yaml(upstream.base_url).replace("name: small", "name: small2").replace('model: "small"', 'model: "small2"')
+    srv = serve(text)
+    again = srv.client().chat.completions.with_raw_response.create(
+        model="sale", messages=first_turn(), extra_headers={"X-SALE-Task": "moved"})
+    assert again.headers["x-sale-auction"] != first.headers["x-sale-auction"]
+    assert again.headers["x-sale-winner"] in {"small2", "big"}
+    assert sorted(r["model"] for r in of_kind(upstream, "bid")) == ["big", "big", "small", "small2"]
+
+
 # ----------------------------------------------------------------------------- limits and failures
 
 

@@ -187,6 +187,11 @@ def _header_safe(text: str) -> str:
     return "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
 
 
+def internal_error(exc: BaseException) -> ApiError:
+    log.exception("sale serve: unexpected error", exc_info=exc)
+    return ApiError(500, f"internal error: {type(exc).__name__}: {exc}"[:500], type="server_error")
+
+
 def error_response(exc: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status, headers={**(headers or {}), **exc.headers})
 
@@ -247,6 +252,11 @@ def create_app(
         options["telemetry"] = {"tracing": False, "metrics": False, "logs": False}
     app = FastAPI(title="sale serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, **options)
     app.state.service = service
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        return error_response(internal_error(exc))
+
     app.state.metrics = metrics
 
     def observe(endpoint: str, status: int, started: float) -> None:
@@ -309,9 +319,10 @@ def create_app(
                     yield b": keep-alive\n\n"
                 try:
                     binding, c = work.result()
-                except ApiError as exc:
-                    status = exc.status
-                    yield sse({"error": {**exc.body()["error"], "status": exc.status}})
+                except Exception as exc:  # the stream has begun: the error goes in an event
+                    err = exc if isinstance(exc, ApiError) else internal_error(exc)
+                    status = err.status
+                    yield sse({"error": {**err.body()["error"], "status": err.status}})
                     yield b"data: [DONE]\n\n"
                     return
                 winner = direct or binding.winner  # type: ignore[union-attr]

@@ -133,18 +133,24 @@ class SaleService:
     async def decide(self, key: str, messages: list[dict[str, Any]], tools: Any) -> tuple[Binding, bool]:
         """The binding of ``key`` and whether this call made it. An unseen (or expired)
         key holds one auction; concurrent first requests of one key wait for it."""
-        binding = self.bindings.get(key)
+        binding = self._live(key)
         if binding is not None:
             return binding, False
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
-            binding = self.bindings.get(key)
+            binding = self._live(key)
             if binding is not None:
                 return binding, False
             try:
                 return await self._auction(key, messages, tools), True
             finally:
                 self._locks.pop(key, None)
+
+    def _live(self, key: str) -> Binding | None:
+        """The live binding of ``key``, unless its winner has left the pool (a pool file
+        changed between runs): then the key holds a new auction."""
+        binding = self.bindings.get(key)
+        return binding if binding is not None and binding.winner in self.pool.names else None
 
     async def _auction(self, key: str, messages: list[dict[str, Any]], tools: Any) -> Binding:
         text = first_user_message(messages).strip() or system_prompt(messages).strip() or "(no task text)"
