@@ -523,3 +523,33 @@ def test_sale_serve_command_starts_and_rejects_a_bad_pool(upstream, tmp_path):
         proc.terminate()
         proc.wait(30)
     assert (tmp_path / "s" / "bindings.sqlite").is_file() and (tmp_path / "s" / "ledger.jsonl").is_file()
+
+
+def test_responses_api_takes_the_same_path_with_function_tools(upstream, serve):
+    srv = serve()
+    client = srv.client()
+    tools = [{"type": "function", "name": "read_file", "description": "Read a file of the repository",
+              "parameters": TOOLS[0]["function"]["parameters"]}]  # fmt: skip
+    items: list = [{"role": "user", "content": "Fix the bug in a.py"}]
+    raw = client.responses.with_raw_response.create(model="sale", instructions=SYSTEM, input=items, tools=tools)
+    first = raw.parse()
+    assert first.model == "small" and raw.headers["x-sale-winner"] == "small"
+    call = next(o for o in first.output if o.type == "function_call")
+    assert call.name == "read_file" and json.loads(call.arguments) == {"path": "a.py"}
+    items += [{"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+              {"type": "function_call_output", "call_id": call.call_id, "output": "contents of a.py"}]  # fmt: skip
+    second = client.responses.with_raw_response.create(model="sale", instructions=SYSTEM, input=items, tools=tools)
+    assert second.parse().output_text == "Fixed after reading: contents of a.py"
+    assert second.headers["x-sale-auction"] == raw.headers["x-sale-auction"]
+    # the same key as the chat API would give: the hash of the same system prompt, tools and task
+    assert raw.headers["x-sale-task"] == content_hash(first_turn(), TOOLS)
+    executes = of_kind(upstream, "execute")
+    assert len(of_kind(upstream, "bid")) == 2 and [r["model"] for r in executes] == ["small", "small"]
+    sent = executes[1]
+    assert "Your plan: PLAN-SMALL" in sent["messages"][0]["content"] and sent["tools"] == TOOLS
+    assert sent["messages"][-2]["tool_calls"][0]["id"] == call.call_id
+    assert sent["messages"][-1] == {"role": "tool", "tool_call_id": call.call_id, "content": "contents of a.py"}
+    r = post(f"{srv.url}/v1/responses", json={"model": "sale", "input": "hi", "tools": [{"type": "web_search"}]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "tools[0]"
+    r = post(f"{srv.url}/v1/responses", json={"model": "sale", "input": "hi", "previous_response_id": "resp_1"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "previous_response_id"

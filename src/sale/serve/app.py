@@ -10,6 +10,8 @@ Endpoints:
   answers in server-sent events; while the auction and the call run, a comment line
   (``: keep-alive``) goes out every ``keepalive_s``. The winner's answer is complete
   before it is streamed (the upstream call itself is not streamed).
+- ``POST /v1/responses``: the Responses API on the same path (`sale.serve.responses`:
+  text and function tools, not streamed).
 - ``GET /v1/models``, ``GET /health``, ``GET /metrics`` (Prometheus text).
 - ``POST /v1/sale/auction``: decide only (winner and plan; nothing is forwarded).
 - ``POST /v1/sale/outcome``: ``{"task": KEY, "passed": true}`` from the harness.
@@ -43,6 +45,7 @@ from sale.llm.pool import Pool
 from sale.serve.bindings import Binding
 from sale.serve.keys import task_key
 from sale.serve.metrics import ServeMetrics
+from sale.serve.responses import response_json, to_chat
 from sale.serve.service import ApiError, SaleService
 from sale.serve.settings import ServeSettings
 
@@ -262,6 +265,15 @@ def create_app(
     def observe(endpoint: str, status: int, started: float) -> None:
         metrics.observe(endpoint, status, time.perf_counter() - started)
 
+    def direct_agent(model: str) -> str | None:
+        """None for the auction ("sale"), the agent's name for a pool agent; 404 otherwise."""
+        if model == SALE_MODEL:
+            return None
+        if model in pool.names:
+            return model
+        raise ApiError(404, f"model: no model '{model}'; use '{SALE_MODEL}' or a pool agent "
+                       f"({', '.join(pool.names)})", param="model", code="model_not_found")  # fmt: skip
+
     async def routed(key: str, body: dict[str, Any], direct: str | None) -> tuple[Binding | None, Completion]:
         """Decide (an auction for a new key, shielded from a client that goes away) and forward."""
         if direct is not None:
@@ -282,11 +294,7 @@ def create_app(
             body = await read_json(request)
             check_chat(body)
             key, _source = task_key(request.headers, body)
-            model = body["model"]
-            direct = model if model in pool.names else None
-            if direct is None and model != SALE_MODEL:
-                raise ApiError(404, f"model: no model '{model}'; use '{SALE_MODEL}' or a pool agent "
-                               f"({', '.join(pool.names)})", param="model", code="model_not_found")  # fmt: skip
+            direct = direct_agent(body["model"])
         except ApiError as exc:
             observe("chat", exc.status, started)
             return error_response(exc, sale_headers(key) if key else None)
@@ -337,6 +345,26 @@ def create_app(
 
         headers = {**sale_headers(key, known, direct or ""), "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+    @app.post("/v1/responses")
+    async def responses(request: Request) -> Response:
+        started = time.perf_counter()
+        key, direct, binding = "", None, None
+        try:
+            body = await read_json(request)
+            chat = to_chat(body)
+            check_chat(chat)
+            key, _source = task_key(request.headers, chat)
+            direct = direct_agent(chat["model"])
+            binding, c = await routed(key, chat, direct)
+        except ApiError as exc:
+            observe("responses", exc.status, started)
+            if key and direct is None:
+                binding = service.bindings.get(key)
+            return error_response(exc, sale_headers(key, binding, direct or "") if key else None)
+        observe("responses", 200, started)
+        winner = direct or binding.winner  # type: ignore[union-attr]
+        return JSONResponse(response_json(c, winner, body), headers=sale_headers(key, binding, direct or ""))
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
