@@ -255,12 +255,11 @@ def create_app(
         options["telemetry"] = {"tracing": False, "metrics": False, "logs": False}
     app = FastAPI(title="sale serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, **options)
     app.state.service = service
+    app.state.metrics = metrics
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
         return error_response(internal_error(exc))
-
-    app.state.metrics = metrics
 
     def observe(endpoint: str, status: int, started: float) -> None:
         metrics.observe(endpoint, status, time.perf_counter() - started)
