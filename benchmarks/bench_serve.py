@@ -12,6 +12,9 @@ Prints:
     serve_overhead_ms_p50: X ms          a pinned request through sale serve minus the same
                                          request straight to the upstream, paired (median)
     serve_pinned_requests_per_s_c64: X requests/s   64 clients in flight
+    serve_cpu_ms_per_pinned_request: X ms   CPU time (user + system) of the sale serve
+                                         process per request of the throughput run: on a
+                                         shared machine, the figure the load does not inflate
 """
 
 from __future__ import annotations
@@ -37,6 +40,17 @@ MESSAGES = [
     {"role": "user", "content": "Fix the bug in a.py"},
 ]
 HEADERS = {"X-SALE-Task": "bench", "Content-Type": "application/json"}
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU seconds of process ``pid`` (Linux), else None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    import os
+
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_serve(pool: Path, state: Path) -> tuple[subprocess.Popen, str]:
@@ -115,8 +129,12 @@ def main() -> None:
         try:
             p50 = asyncio.run(overhead(serve_url, up, args.pairs))
             print(f"serve_overhead_ms_p50: {p50:.2f} ms")
+            cpu_before = cpu_seconds(proc.pid)
             rate = asyncio.run(throughput(serve_url, args.requests, 64))
+            cpu_after = cpu_seconds(proc.pid)
             print(f"serve_pinned_requests_per_s_c64: {rate:.0f} requests/s")
+            if cpu_before is not None and cpu_after is not None:
+                print(f"serve_cpu_ms_per_pinned_request: {(cpu_after - cpu_before) * 1000 / args.requests:.2f} ms")
         finally:
             proc.terminate()
             proc.wait()
