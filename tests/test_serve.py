@@ -553,3 +553,18 @@ def test_responses_api_takes_the_same_path_with_function_tools(upstream, serve):
     assert r.status_code == 400 and r.json()["error"]["param"] == "tools[0]"
     r = post(f"{srv.url}/v1/responses", json={"model": "sale", "input": "hi", "previous_response_id": "resp_1"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "previous_response_id"
+
+
+def test_a_stream_whose_upstream_fails_ends_with_an_error_event(upstream, serve):
+    srv = serve()
+    upstream.behaviour.execute_status = 503
+    status, _headers, lines = stream_lines(srv.port, {"model": "big", "messages": first_turn(), "stream": True})
+    assert status == 200  # the stream had begun
+    data = [line[len("data: "):] for line in lines if line.startswith("data: ")]
+    error = json.loads(data[0])["error"]
+    assert error["status"] == 503 and error["type"] == "upstream_error" and "HTTP 503" in error["message"]
+    assert data[-1] == "[DONE]"
+    with pytest.raises(openai.APIError):
+        list(srv.client().chat.completions.create(model="big", messages=first_turn(), stream=True))
+    upstream.behaviour.execute_status = 200
+    assert srv.client().chat.completions.create(model="big", messages=first_turn()).model == "big"
