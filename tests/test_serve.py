@@ -293,6 +293,8 @@ def test_session_header_pins_a_task_and_the_hash_separates_tasks(upstream, serve
     assert e.headers["x-sale-task"] == "meta-7"
     f = ask("Task one", extra_headers={"X-SALE-Task": "explicit"}, extra_body={"user": "u1"})
     assert f.headers["x-sale-task"] == "explicit"
+    g = ask("Task one", extra_headers={"session_id": "codex-1"})
+    assert g.headers["x-sale-task"] == "codex-1"
 
 
 def test_task_key_order_and_plan_placement():
