@@ -155,6 +155,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """An OpenAI-compatible endpoint: a task's first request holds the auction, the
+    later ones go to the winner (sale.serve)."""
+    from sale.errors import MissingExtraError
+
+    try:
+        import uvicorn
+
+        from sale.serve.app import create_app
+    except MissingExtraError:
+        raise
+    except ImportError as exc:
+        raise MissingExtraError(exc.name or "uvicorn", "serve", "sale serve") from None
+    app = create_app(args.pool, args.state)
+    _say(f"sale serve: pool {args.pool}, state {args.state}; "
+         f"OpenAI base URL http://{args.host}:{args.port}/v1, model 'sale'")  # fmt: skip
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
 def _print_summary(summary: dict) -> None:
     p = summary["pass_at_1"]
     print(f"tasks {summary['tasks']}  pass@1 {p:.1%}" if p is not None else "no tasks")
@@ -205,6 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="sale-demo", help="output folder (default: ./sale-demo; a rerun resumes it)")
     d.add_argument("--no-pull", dest="pull", action="store_false", help="do not fetch missing models")
     d.set_defaults(func=cmd_demo)
+
+    sv = sub.add_parser("serve", help="an OpenAI-compatible endpoint: one auction per task, later requests pinned to the winner")
+    sv.add_argument("--pool", required=True, help="pool file")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--state", default="sale-serve", help="state folder: bindings, memory, ledger, auctions (default: ./sale-serve)")
+    sv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    sv.set_defaults(func=cmd_serve)
 
     from sale.evaluation import bench
 

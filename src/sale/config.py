@@ -96,6 +96,7 @@ class PoolConfig(_Strict):
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     # How search answers are graded (rule, judge); validated by sale.envs.grading.
     grading: Any = None
+    serve: dict[str, Any] = Field(default_factory=dict)  # `sale serve` (sale.serve.settings)
 
     @field_validator("budget", mode="before")
     @classmethod

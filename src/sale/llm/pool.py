@@ -55,6 +55,7 @@ class Agent:
         tools: list[dict[str, Any]] | None = None,
         stop: list[str] | None = None,
         timeout_s: float | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> Completion:
         """One call, recorded in the ledger under ``phase``; raises LLMError on failure.
 
@@ -77,6 +78,7 @@ class Agent:
                     stop=stop,
                     seed=gen.seed,
                     timeout_s=timeout_s,
+                    extra=extra,
                 )
         except LLMError as exc:
             hold.release()
