@@ -208,6 +208,14 @@ def test_bench_end_to_end_then_rerun_makes_no_calls(files, responder, tmp_path, 
     assert overhead["bid"]["calls_per_task"] == 3 and overhead["jury"]["calls_per_task"] >= 3
     assert overhead["refine"]["calls_per_task"] > 0
     assert extra["auction_overhead"]["sale-no-memory"]["refine"]["calls_per_task"] == 0
+    # Exact jury pruning decides as the whole jury (sale-full-jury) on every test round, never with more calls.
+    pruning = extra["jury_pruning"]
+    assert pruning["tasks"] == 4 and pruning["winner_differs"] == 0
+    assert pruning["jury_calls_per_task_pruned"] <= pruning["jury_calls_per_task_full"] == 9
+    full = extra["auction_overhead"]["sale-full-jury"]["jury"]
+    assert overhead["jury"]["calls_per_task"] + overhead["jury"]["skipped_calls_per_task"] == pytest.approx(
+        full["calls_per_task"] + full["skipped_calls_per_task"]
+    ) and full["skipped_calls_per_task"] == 0
 
     page = (out / "report.html").read_text()
     for name in methods:

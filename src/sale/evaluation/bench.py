@@ -21,7 +21,8 @@ interrupted bench resumes where it stopped and a rerun makes no repeated LLM cal
    resumed ordering continues its own stream. An auction whose winner kept its
    original bid reuses that agent's matrix execution; a refined winning bid executes
    afresh, cached by (task, agent, sha256 of the strategy) in ``executions.jsonl``.
-6. Variants: ``sale-default-weights`` (cold-start weights), ``sale-no-memory`` and,
+6. Variants: ``sale-default-weights`` (cold-start weights), ``sale-no-memory``,
+   ``sale-full-jury`` (every jury call asked, as in the paper) and,
    with ``--ablations``, no price, no length, no entropy, no jury, self-review only
    and peer-review only.
 7. Baselines read from the matrix: each single agent (named by the agent), largest,
@@ -40,7 +41,11 @@ What is reused, and why that is honest (also written into ``extra["reused"]``):
 
 - An auction is charged the full cost of its original round (bid and jury calls, as
   measured when the round was computed) even when the round came from the cache:
-  every ordering stands for a separate deployment that would have paid for it.
+  every ordering stands for a separate deployment that would have paid for it. With
+  exact jury pruning (the default; ``sale-full-jury`` turns it off) the cached round
+  holds the whole jury, the pruned jury reads the answers of the calls it asks from
+  it, and only those calls are charged (their recorded tokens, dollars and, in
+  proportion to their latency, the round's jury wall time).
 - Variants whose round settings differ from the main ones (no jury, self or peer
   review, the other jury mode) reuse the original *bids* (their calls are identical:
   same prompt and bid settings) and compute their own jury calls, since a batched
@@ -150,6 +155,7 @@ CORE_VARIANTS = (
     Variant("sale", doc="the full auction with fitted weights and memory"),
     Variant("sale-default-weights", fitted_weights=False, doc="cold-start weights instead of fitted ones"),
     Variant("sale-no-memory", {"no_memory": True}, doc="no refinement: the provisional winner executes"),
+    Variant("sale-full-jury", {"jury_pruning": "off"}, doc="every jury call asked, as in the paper (no exact pruning)"),
 )
 ABLATION_VARIANTS = (
     Variant("sale-no-price", {"no_price": True}, doc="every agent priced at the pool's mean price"),
@@ -884,6 +890,36 @@ class Bench:
             "Jury wall time is measured per task while other tasks' rounds may run alongside (--parallel).",
         }
 
+    async def pruning_check_stage(self, weights: Weights) -> dict[str, Any]:
+        """Every test task's cached round decided by the pruned jury and by the whole jury
+        (fitted weights, no refinement): how often the provisional winners differ (0 when
+        pruning is exact) and the jury calls, tokens and dollars each would pay."""
+        n = len(self.test)
+        out: dict[str, Any] = {"tasks": n}
+        winners: dict[str, list[str]] = {}
+        for mode in ("exact", "off"):
+            settings = AuctionSettings.from_dict({**self.settings.model_dump(), "jury_pruning": mode})
+            auction = Auction(self.pool, None, settings, weights)
+            jury, winners[mode] = PhaseStats(), []
+            for task in self.test:
+                rnd, _ = await self.round_for(self.settings, task)
+                if not rnd.bids:
+                    winners[mode].append("")
+                    continue
+                result = await auction.run(task, self._env_desc(task), original=rnd)
+                jury.merge(result.phases["jury"])
+                winners[mode].append(result.provisional_winner)
+            name = "pruned" if mode == "exact" else "full"
+            out[f"jury_calls_per_task_{name}"] = jury.calls / max(n, 1)
+            out[f"jury_tokens_per_task_{name}"] = jury.tokens / max(n, 1)
+            out[f"jury_dollars_per_task_{name}"] = jury.dollars / max(n, 1)
+        out["winner_differs"] = sum(a != b for a, b in zip(winners["exact"], winners["off"]))
+        self.say(
+            f"jury pruning: {out['jury_calls_per_task_pruned']:.1f} jury calls per task against "
+            f"{out['jury_calls_per_task_full']:.1f}; the provisional winner differs on {out['winner_differs']} of {n} tasks"
+        )
+        return out
+
     # ------------------------------------------------------------------ the whole bench
 
     async def run(
@@ -916,6 +952,7 @@ class Bench:
                 runs[variant.name] = await self.run_variant(variant, own[variant.name], orderings)
             baseline_results, skipped = self.baselines_stage()
             jury = await self.compare_jury_stage(weights) if compare_jury else None
+            pruning = await self.pruning_check_stage(weights) if not self.settings.no_jury else None
         finally:
             self.close()
 
@@ -923,6 +960,7 @@ class Bench:
         results.update(baseline_results)
         summary = summarise(results, largest="largest", oracle="oracle", seed=self.seed)
         extra = self._extra(runs, weights, skipped, chosen, orderings, jury, own)
+        extra["jury_pruning"] = pruning
         paths = write_report(self.out, summary, results, extra)
         self.say(f"report: {paths['html']}")
         return json.loads(paths["summary"].read_text(encoding="utf-8"))
@@ -950,6 +988,8 @@ class Bench:
                     "tokens_per_task": s.tokens / n,
                     "dollars_per_task": s.dollars / n,
                     "wall_s_per_task": s.wall_s / n,
+                    "cached_tokens_per_task": s.cached_tokens / n,
+                    "skipped_calls_per_task": s.skipped / n,
                     "token_share": s.tokens / spent_tokens if spent_tokens else None,
                     "dollar_share": s.dollars / spent_dollars if spent_dollars else None,
                     "wall_share": s.wall_s / spent_wall if spent_wall else None,
@@ -958,7 +998,9 @@ class Bench:
             }
         reused = {
             "original_rounds": "Bids and jury scores of original bids were computed once per task (rounds.jsonl) "
-            "and shared by every ordering and SALE variant; each auction is still charged their full cost.",
+            "and shared by every ordering and SALE variant; each auction is still charged their full cost "
+            "(with exact jury pruning: the bid calls and the jury calls the pruned jury asked, whose answers "
+            "it read from the cached whole jury).",
             "variant_rounds": {
                 v.name: ("original bids reused; no jury calls and none charged" if v.overrides.get("no_jury")
                          else "original bids reused; its jury ("
