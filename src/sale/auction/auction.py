@@ -21,6 +21,18 @@
 4. The auction is stored in memory; the execution's outcome is added later with
    ``memory.set_outcome``.
 
+With ``jury_pruning: exact`` (the default) the jury of steps 1 and 3 asks only the
+calls that can still change the winner (pruning.py): the provisional winner among the
+original bids, then the final winner among the refined bids and the bar (the
+provisional winner's bid, whose jurors not yet asked may be asked then; with the
+batched jury, the reference judged beside the refined bids). The winners are the
+whole jury's; skipped scores are recorded with why and imputed for the record. A
+reused original round holds the whole jury; the pruned jury reads the answers of the
+calls it asks from it and is charged for those only (`Replay`). Over a stream the
+memory stores each bid's C - V with skipped scores imputed, so a later refinement may
+be shown other contrastive pairs (the strongest losing bid is chosen by C - V) than
+under the whole jury.
+
 Where the method is silent (ours):
 
 - With jury="self" or "peer" each bid's jury term is the weighted sum over the jurors
