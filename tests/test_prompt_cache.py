@@ -170,3 +170,38 @@ def test_bid_jury_and_refine_prompts_start_with_the_task_and_environment():
     prefix = _common_prefix([refine_a, refine_b])
     assert "write a better strategy" in prefix and "PAST TASK 1" not in prefix[:-len("PAST TASK 1:\n")]
     assert refine_a.index("first past contest") > refine_a.index("write a better strategy")
+
+
+async def test_llama_cpp_serves_a_jurors_shared_prefix_from_its_cache(tiny_model, tmp_path):
+    """Real llama.cpp: the per-bid jury calls of one juror for one task share the task,
+    the environment and the instructions; from the second call on, the server reads
+    that prefix from its prompt cache, the client reports it and the ledger keeps it."""
+    from sale.auction.jury import score_bids
+    from sale.auction.record import ORIGINAL, ScoredBid
+
+    cfg = parse_pool(yaml.safe_load(f"""
+agents:
+  - name: tiny
+    model: {tiny_model}
+    price: {{input: 1.0, output: 1.0, cached_input: 0.1}}
+    context: 1024
+    concurrency: 1
+    max_retries: 0
+"""))
+    bids = [ScoredBid(agent="tiny", kind="original", text=t, output_tokens=8) for t in (
+        "Search the award list, open the 1998 page, read the director.",
+        "Open the film page first and read its director from the infobox.",
+        "Search for the director directly and check two sources.",
+    )]  # fmt: skip
+    settings = AuctionSettings(jury_max_tokens=2, jury_score="written")
+    async with Pool(cfg) as pool:
+        with ledger_tags(task="t"):
+            _, stats = await score_bids(list(pool), TASK, ENV, bids, settings, ORIGINAL)
+        entries = [e for e in pool.ledger.entries if e.phase == "jury"]
+    assert len(entries) == 3 and stats.calls == 3
+    shared = len(per_bid_prompt(TASK, ENV, bids[0].text, nonce="0" * 12).split("<bid-0")[0]) // 8  # a low bound
+    for e in entries[1:]:
+        assert e.cached_tokens >= shared and e.cached_tokens < e.input_tokens
+        fresh = e.input_tokens - e.cached_tokens
+        assert e.dollars == pytest.approx((fresh * 1.0 + e.cached_tokens * 0.1 + e.output_tokens * 1.0) / 1e6)
+    assert stats.cached_tokens == sum(e.cached_tokens for e in entries)
