@@ -697,6 +697,13 @@ class Bench:
         self, method: str, k: int, task: Task, result: AuctionResult, usage: list[dict], cell: Cell, source: str
     ) -> TaskResult:
         totals = result.totals()
+        if result.original_reused and result.settings.get("jury_pruning") == "exact":
+            # A pruned jury read its answers from the cached round: only the calls it asked count.
+            asked: dict[str, int] = {}
+            for b in result.bids:
+                for j, js in b.jury.items() if b.kind == ORIGINAL else ():
+                    asked[j] = asked.get(j, 0) + (js.input_tokens + js.output_tokens if js.asked else 0)
+            usage = [{**usage[0], "jury": asked}, *usage[1:]]
         largest_tokens = sum(per.get(self.largest, 0) for u in usage for per in u.values())
         if cell.agent == self.largest:
             largest_tokens += cell.tokens
