@@ -272,3 +272,25 @@ def test_jury_pruning_setting_is_validated():
     assert AuctionSettings().jury_pruning == "exact"
     with pytest.raises(ConfigError, match="jury_pruning"):
         AuctionSettings.from_dict({"jury_pruning": "sometimes"})
+
+
+@pytest.mark.parametrize("jury", ["self", "peer"])
+@pytest.mark.parametrize("mode", ["per_bid", "batched"])
+async def test_self_and_peer_juries_prune_under_their_rescaling(server, jury, mode):
+    """Subset juries rescale each bid's jury term (sum of all weights / sum of the
+    included ones); the pruned jury bounds the rescaled terms and decides as the whole."""
+    names = ["a0", "a1", "a2", "a3"]
+    table = {(j, b, k): (2 + names.index(j) + 2 * names.index(b)) % 6 for j in names for b in names
+             for k in ("original", "refined")}  # fmt: skip
+    case = Case([0.01, 0.05, 0.15, 0.7], [0.002, -0.3, 0.4, 0.0, -0.2, 0.5], [30, 60, 45, 20],
+                [DISTS["sure"], DISTS["mixed"], DISTS["unsure"], DISTS["sure"]], table, [25, 35, 40, 50])  # fmt: skip
+    full_settings = AuctionSettings(jury_mode=mode, jury=jury, jury_score="written", jury_pruning="off")
+    full, full_calls, _ = await run_auction(server, case, full_settings)
+    case.calls.clear()
+    pruned, pruned_calls, _ = await run_auction(server, case, full_settings.model_copy(update={"jury_pruning": "exact"}))
+    assert (pruned.provisional_winner, pruned.winner, pruned.winner_kind) == (
+        full.provisional_winner, full.winner, full.winner_kind
+    )  # fmt: skip
+    assert pruned_calls <= full_calls and case.calls["jury", "a1"] == 0
+    for b in pruned.bids:
+        assert set(b.jury) == set(next(f for f in full.bids if f.key == b.key).jury)
