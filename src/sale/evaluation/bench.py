@@ -21,10 +21,10 @@ interrupted bench resumes where it stopped and a rerun makes no repeated LLM cal
    resumed ordering continues its own stream. An auction whose winner kept its
    original bid reuses that agent's matrix execution; a refined winning bid executes
    afresh, cached by (task, agent, sha256 of the strategy) in ``executions.jsonl``.
-6. Variants: ``sale-default-weights`` (cold-start weights), ``sale-no-memory``,
-   ``sale-full-jury`` (every jury call asked, as in the paper) and,
+6. Variants: ``sale-default-weights`` (cold-start weights), ``sale-no-memory`` and,
    with ``--ablations``, no price, no length, no entropy, no jury, self-review only
-   and peer-review only.
+   and peer-review only; named with ``--variants``: ``sale-full-jury`` (every jury
+   call asked, as in the paper) and the other jury mode.
 7. Baselines read from the matrix: each single agent (named by the agent), largest,
    random, oracle, WTP, CARROT, TO-Router and FrugalGPT (which pays for every agent
    its cascade ran).
@@ -155,7 +155,6 @@ CORE_VARIANTS = (
     Variant("sale", doc="the full auction with fitted weights and memory"),
     Variant("sale-default-weights", fitted_weights=False, doc="cold-start weights instead of fitted ones"),
     Variant("sale-no-memory", {"no_memory": True}, doc="no refinement: the provisional winner executes"),
-    Variant("sale-full-jury", {"jury_pruning": "off"}, doc="every jury call asked, as in the paper (no exact pruning)"),
 )
 ABLATION_VARIANTS = (
     Variant("sale-no-price", {"no_price": True}, doc="every agent priced at the pool's mean price"),
@@ -165,12 +164,13 @@ ABLATION_VARIANTS = (
     Variant("sale-self-review", {"jury": "self"}, doc="each bid scored by its own bidder only"),
     Variant("sale-peer-review", {"jury": "peer"}, doc="each bid scored by every agent but its bidder"),
 )
-#: The full auction with the other jury mode (run when named with --variants).
+#: The full auction with the other jury mode, or with the whole jury (run when named with --variants).
 JURY_VARIANTS = (
     Variant("sale-batched-jury", {"jury_mode": "batched"}, own_fit=True,
             doc="each juror scores all bids in one call; weights fitted on these scores"),
     Variant("sale-per-bid-jury", {"jury_mode": "per_bid"}, own_fit=True,
             doc="each juror scores each bid in a call of its own; weights fitted on these scores"),
+    Variant("sale-full-jury", {"jury_pruning": "off"}, doc="every jury call asked, as in the paper (no exact pruning)"),
 )
 #: Every variant --variants can name.
 ALL_VARIANTS = CORE_VARIANTS + ABLATION_VARIANTS + JURY_VARIANTS
