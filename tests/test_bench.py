@@ -208,6 +208,11 @@ def test_bench_end_to_end_then_rerun_makes_no_calls(files, responder, tmp_path, 
     assert overhead["bid"]["calls_per_task"] == 3 and overhead["jury"]["calls_per_task"] >= 3
     assert overhead["refine"]["calls_per_task"] > 0
     assert extra["auction_overhead"]["sale-no-memory"]["refine"]["calls_per_task"] == 0
+    # Exact jury pruning decides as the whole jury (sale-full-jury) on every test round, never with more calls.
+    pruning = extra["jury_pruning"]
+    assert pruning["tasks"] == 4 and pruning["winner_differs"] == 0
+    assert pruning["jury_calls_per_task_pruned"] <= pruning["jury_calls_per_task_full"] == 9
+    assert overhead["jury"]["skipped_calls_per_task"] >= 0
 
     page = (out / "report.html").read_text()
     for name in methods:
@@ -345,9 +350,15 @@ def test_a_jury_mode_variant_auctions_on_its_own_rounds_and_fitted_weights(files
 
 def test_variants_choose_which_sale_variants_run(files, responder, tmp_path):
     out = tmp_path / "bench"
-    assert bench(args_for(files, out, "--orderings", "1", "--variants", "sale-no-memory,sale-no-jury")) == 0
-    methods = json.loads((out / "summary.json").read_text())["methods"]
-    assert {"sale-no-memory", "sale-no-jury"} <= set(methods)
+    assert bench(args_for(files, out, "--orderings", "1", "--variants", "sale-no-memory,sale-no-jury,sale-full-jury")) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    methods = summary["methods"]
+    assert {"sale-no-memory", "sale-no-jury", "sale-full-jury"} <= set(methods)
+    # The whole jury asks every call; without refinement a pruned one would ask no more (the pruning check).
+    full = summary["extra"]["auction_overhead"]["sale-full-jury"]["jury"]
+    assert full["skipped_calls_per_task"] == 0 and full["calls_per_task"] >= 9
+    pruning = summary["extra"]["jury_pruning"]
+    assert pruning["winner_differs"] == 0 and pruning["jury_calls_per_task_full"] == 9
     assert not {"sale", "sale-default-weights"} & set(methods)
     assert not (out / "sale" / "sale").exists()  # nothing of the variants left out ran
     assert "oracle" in methods and "largest" in methods  # the baselines still do

@@ -112,7 +112,7 @@ SIDE = {
             "bid": {"calls_per_task": 3.0, "tokens_per_task": 1200.0, "dollars_per_task": 0.0001,
                     "wall_s_per_task": 15.0, "token_share": 0.25, "dollar_share": 0.2, "wall_share": 0.3},
             "jury": {"calls_per_task": 9.0, "tokens_per_task": 4800.0, "dollars_per_task": 0.0004,
-                     "wall_s_per_task": 30.0, "token_share": 0.5, "dollar_share": 0.4, "wall_share": 0.6},
+                     "skipped_calls_per_task": 7.0, "cached_tokens_per_task": 3000.0, "wall_s_per_task": 30.0, "token_share": 0.5, "dollar_share": 0.4, "wall_share": 0.6},
         }
     },
     "jury_modes": {
@@ -133,8 +133,8 @@ SIDE = {
 def test_side_tables_per_phase_jury_modes_and_reuse(tmp_path, evaluation):
     tables = {title.split(" (")[0]: rows for title, _, rows in extra_tables(SIDE)}
     assert tables["Cost per phase"] == [
-        ["sale", "bid", "3.00", "1200", "0.0001", "15.00", "25.0", "20.0", "30.0"],
-        ["sale", "jury", "9.00", "4800", "0.0004", "30.00", "50.0", "40.0", "60.0"],
+        ["sale", "bid", "3.00", "-", "1200", "-", "0.0001", "15.00", "25.0", "20.0", "30.0"],
+        ["sale", "jury", "9.00", "7.00", "4800", "3000", "0.0004", "30.00", "50.0", "40.0", "60.0"],
     ]
     assert tables["Jury modes on the same original bids"] == [
         ["per_bid (used)", "9.0", "4800", "0.0004", "30.00", "50.0", "25.0"],

@@ -8,7 +8,7 @@ Minimal form::
         price: {input: 0.02, output: 0.02}   # dollars per million tokens
       - name: big
         endpoint: {base_url: "http://127.0.0.1:8000/v1", model: "Qwen/Qwen3-32B", api_key_env: "VLLM_API_KEY"}
-        price: {input: 0.36, output: 0.36}
+        price: {input: 0.36, output: 0.36, cached_input: 0.09}   # cached_input: optional
 
 Every agent also accepts ``generation`` (temperature, max_tokens, seed), ``concurrency``,
 ``timeout_s``, ``max_retries`` and, for local models, ``context`` (tokens per slot) and
@@ -35,13 +35,23 @@ class _Strict(BaseModel):
 
 
 class Price(_Strict):
-    """Dollars per million tokens."""
+    """Dollars per million tokens. ``cached_input``: per million prompt tokens the
+    endpoint read from its prompt cache (hosted APIs bill them at a fraction of the
+    input price); None: the input price, so cached tokens cost what other input does."""
 
     input: float = Field(ge=0)
     output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)
 
-    def dollars(self, input_tokens: int, output_tokens: int) -> float:
-        return (input_tokens * self.input + output_tokens * self.output) / 1e6
+    @property
+    def cached(self) -> float:
+        """The price of a cached prompt token (the input price unless given)."""
+        return self.input if self.cached_input is None else self.cached_input
+
+    def dollars(self, input_tokens: int, output_tokens: int, cached_tokens: int = 0) -> float:
+        """``input_tokens`` counts every prompt token, the ``cached_tokens`` among them too."""
+        cached = min(max(0, cached_tokens), input_tokens)
+        return ((input_tokens - cached) * self.input + cached * self.cached + output_tokens * self.output) / 1e6
 
 
 class Endpoint(_Strict):

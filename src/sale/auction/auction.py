@@ -21,6 +21,18 @@
 4. The auction is stored in memory; the execution's outcome is added later with
    ``memory.set_outcome``.
 
+With ``jury_pruning: exact`` (the default) the jury of steps 1 and 3 asks only the
+calls that can still change the winner (pruning.py): the provisional winner among the
+original bids, then the final winner among the refined bids and the bar (the
+provisional winner's bid, whose jurors not yet asked may be asked then; with the
+batched jury, the reference judged beside the refined bids). The winners are the
+whole jury's; skipped scores are recorded with why and imputed for the record. A
+reused original round holds the whole jury; the pruned jury reads the answers of the
+calls it asks from it and is charged for those only (`Replay`). Over a stream the
+memory stores each bid's C - V with skipped scores imputed, so a later refinement may
+be shown other contrastive pairs (the strongest losing bid is chosen by C - V) than
+under the whole jury.
+
 Where the method is silent (ours):
 
 - With jury="self" or "peer" each bid's jury term is the weighted sum over the jurors
@@ -41,17 +53,20 @@ Where the method is silent (ours):
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from sale.auction.bids import collect_bids
-from sale.auction.jury import score_bids
+from sale.auction.jury import Verdict, ask_jury, dropouts, impute, included, injection_sign, rule_reason, score_bids
+from sale.auction.pruning import Candidate, Pruner, Request, run_pruned
 from sale.auction.record import (
     ORIGINAL,
     REFINED,
     AuctionError,
     AuctionResult,
     Dropout,
+    JuryScore,
     PhaseStats,
     Refinement,
     Round,
@@ -83,6 +98,32 @@ def load_weights(pool: Pool, settings: AuctionSettings, weights: Weights | None 
             weights = default_weights(pool.names, {a.name: a.unit_price for a in pool})
     weights.check_jurors(pool.names)
     return weights
+
+
+_USAGE = ("input_tokens", "cached_tokens", "output_tokens", "dollars", "latency_s")
+
+
+@dataclass
+class Replay:
+    """The whole jury's scores of a cached original round (bid key -> juror -> score),
+    served to a pruned jury in place of calls: only the calls it asks are charged
+    (their recorded usage), and the round's jury wall time in proportion to their
+    recorded latency (``wall_per_latency``: the round's jury wall time over the sum of
+    its calls' latencies)."""
+
+    scores: Mapping[str, Mapping[str, JuryScore]]
+    wall_per_latency: float = 0.0
+
+    @classmethod
+    def of(cls, rnd: Round) -> Replay:
+        scores = {b.key: dict(b.jury) for b in rnd.bids}
+        latency = sum(js.latency_s for jury in scores.values() for js in jury.values())
+        wall = rnd.phases["jury"].wall_s if "jury" in rnd.phases else 0.0
+        return cls(scores, wall / latency if latency > 0 else 0.0)
+
+    def has(self, key: str, juror: str) -> bool:
+        js = self.scores.get(key, {}).get(juror)
+        return js is not None and js.asked
 
 
 class Auction:
@@ -135,19 +176,148 @@ class Auction:
         bid.total = bid.cost - bid.value
         return bid
 
+    @property
+    def pruning(self) -> bool:
+        """Whether the jury is pruned exactly (see pruning.py)."""
+        return self.settings.jury_pruning == "exact" and not self.settings.no_jury
+
+    def candidate(self, bid: ScoredBid) -> Candidate:
+        """``bid`` as the pruner sees it: C - V = base - sum_j c_j * gamma_j, with the
+        same terms as `score` (c_j: the juror's weight times the subset rescaling)."""
+        s = self.settings
+        length = 1.0 if s.no_length else float(bid.output_tokens)
+        cost = self.weights.cost(self.price_of(bid.agent), length)
+        w_h = 0.0 if s.no_entropy else self.weights.w_entropy
+        w = self.weights.w_jury
+        jurors = included(bid.agent, self.pool.names, s.jury)
+        factor = 1.0
+        if s.jury != "all":
+            part = sum(w[j] for j in jurors)
+            if part != 0:
+                factor = sum(w[name] for name in self.pool.names) / part
+        coef = {j: 0.0 if s.no_jury else factor * w[j] for j in jurors}
+        return Candidate(label=bid.key, base=cost - w_h * (bid.entropy or 0.0), coef=coef)
+
+    async def pruned_jury(
+        self,
+        task_text: str,
+        env_desc: str,
+        bids: Sequence[ScoredBid],
+        stage: str,
+        *,
+        replay: Replay | None = None,
+        counted: Sequence[int] | None = None,
+    ) -> tuple[list[Dropout], PhaseStats]:
+        """Score ``bids`` with only the jury calls that can change which of them wins
+        (pruning.py); sets each bid's ``jury`` (asked and skipped scores) like
+        `score_bids`. Scores a bid already has from an earlier stage (``asked``) are
+        kept and not asked again. ``replay``: answers of a cached whole jury served
+        instead of calls. ``counted``: the bids the whole jury would score in this
+        stage (default: all), for the count of skipped calls."""
+        s = self.settings
+        agents = {a.name: a for a in self.pool}
+        cands: list[Candidate] = []
+        prior: list[dict[str, JuryScore]] = []
+        signs: dict[int, str] = {}
+        for i, b in enumerate(bids):
+            c = self.candidate(b)
+            keep = {j: js for j, js in b.jury.items() if js.asked and j in c.coef}
+            for j, js in keep.items():
+                c.asked.add(j)
+                if not js.imputed:
+                    c.known[j] = js.score
+            if s.jury_hardening and (sign := injection_sign(b.text)):
+                signs[i] = sign
+                c.known = {j: 0.0 for j in c.coef}
+                c.fixed = True
+            cands.append(c)
+            prior.append(keep)
+        w = self.weights.w_jury
+        order = sorted(self.pool.names, key=lambda j: (-abs(w[j]), self._order[j]))
+        pruner = Pruner(cands, order, batched=s.jury_mode == "batched")
+
+        verdicts: dict[tuple[int, str], Verdict] = {}
+        stats = PhaseStats()
+        failures: dict[str, list[str]] = {}
+        charged: set[str] = set()  # batched replay: jurors whose whole call was charged
+
+        def replayed(juror: str, idx: list[int]) -> None:
+            assert replay is not None
+            for i in idx:
+                js = replay.scores[bids[i].key][juror]
+                verdicts[i, juror] = Verdict(raw=js.raw, used=None if js.imputed else js.score, why=js.reason)
+            if s.jury_mode == "per_bid":
+                calls = [replay.scores[bids[idx[0]].key][juror]]
+            elif juror in charged:
+                return
+            else:  # the whole call the cached batched juror made
+                charged.add(juror)
+                calls = [jury[juror] for jury in replay.scores.values() if juror in jury]
+            usage = {k: sum(getattr(js, k) for js in calls) for k in _USAGE}
+            verdicts[idx[0], juror].usage = usage
+            stats.calls += 1
+            stats.failed += calls[0].reason == "call failed"
+            stats.input_tokens += int(usage["input_tokens"])
+            stats.cached_tokens += int(usage["cached_tokens"])
+            stats.output_tokens += int(usage["output_tokens"])
+            stats.dollars += usage["dollars"]
+            stats.wall_s += usage["latency_s"] * replay.wall_per_latency
+
+        async def ask(requests: list[Request]) -> dict[tuple[int, str], float | None]:
+            live: list[tuple[Agent, list[int]]] = []
+            for juror, idx in requests:
+                if replay is not None and all(replay.has(bids[i].key, juror) for i in idx):
+                    replayed(juror, idx)
+                else:
+                    live.append((agents[juror], idx))
+            if live:
+                got, wave, failed = await ask_jury(live, task_text, env_desc, bids, s)
+                verdicts.update(got)
+                stats.merge(wave)
+                for name, reasons in failed.items():
+                    failures.setdefault(name, []).extend(reasons)
+            return {(i, j): verdicts[i, j].used for j, idx in requests for i in idx}
+
+        await run_pruned(pruner, ask)
+
+        rows = [{j: c.known.get(j) for j in c.coef} for c in cands]
+        filled = impute(rows)
+        for i, b in enumerate(bids):
+            jury: dict[str, JuryScore] = {}
+            for j, (score, imputed) in filled[i].items():
+                if i in signs:
+                    jury[j] = JuryScore(score=0.0, reason=rule_reason(signs[i]))
+                elif j in prior[i]:
+                    old = prior[i][j]
+                    jury[j] = JuryScore(**{**old.__dict__, "score": score}) if old.imputed else old
+                elif (i, j) in verdicts:
+                    v = verdicts[i, j]
+                    jury[j] = JuryScore(score=score, imputed=imputed, raw=v.raw, reason=v.why, **v.usage)  # type: ignore[arg-type]
+                else:
+                    jury[j] = JuryScore(score=score, imputed=True, asked=False, skipped=pruner.skip_reason(i, j))
+            b.jury = jury
+        whole = [i for i in (range(len(bids)) if counted is None else counted) if i not in signs]
+        if s.jury_mode == "per_bid":
+            full_calls = sum(len(cands[i].coef) for i in whole)
+        else:
+            full_calls = len({j for i in whole for j in cands[i].coef})
+        stats.skipped = full_calls - stats.calls
+        return dropouts(failures, stage), stats
+
     def best(self, bids: Sequence[ScoredBid]) -> ScoredBid:
         """Lowest C - V; ties go to the cheaper agent, then to pool order."""
         return min(bids, key=lambda b: (b.total, self.pool[b.agent].unit_price, self._order[b.agent]))
 
     # ------------------------------------------------------------------ rounds
 
-    async def original_round(self, task: Task, env_desc: str) -> Round:
-        """Bids of every agent and their jury scores (no weights involved)."""
+    async def original_round(self, task: Task, env_desc: str, *, jury: bool = True) -> Round:
+        """Bids of every agent and the whole jury's scores of them (no weights
+        involved); ``jury=False``: the bids only (a pruned jury scores them later)."""
         with ledger_tags(task=task.id):
             agents = list(self.pool)
             bids, dropped, bid_stats = await collect_bids(agents, task.prompt, env_desc, self.settings)
             jury_stats = PhaseStats()
-            if bids and not self.settings.no_jury:
+            if bids and jury and not self.settings.no_jury:
                 jury_dropped, jury_stats = await score_bids(
                     agents, task.prompt, env_desc, bids, self.settings, ORIGINAL
                 )
@@ -185,7 +355,7 @@ class Auction:
 
     async def _refine(
         self, task: Task, env_desc: str, provisional: ScoredBid, phases: dict[str, PhaseStats], dropped: list[Dropout],
-        originals: list[ScoredBid],
+        originals: list[ScoredBid], replay: Replay | None = None,
     ) -> tuple[Refinement, list[ScoredBid], ScoredBid | None]:
         """Refined bids of the agents cheaper than the provisional winner, scored by the
         jury, and the reference (see `Refinement`): with the batched jury the provisional
@@ -216,7 +386,21 @@ class Auction:
         dropped += refine_dropped
         refinement.refined = [b.agent for b in bids]
         reference = None
-        if bids and not self.settings.no_jury:
+        if bids and self.pruning:
+            served = None
+            if self.settings.jury_mode == "batched":
+                reference = ScoredBid.from_dict({**provisional.to_dict(), "jury": {}})
+                judged, counted = [reference, *bids], None
+            else:  # the provisional winner's unasked jurors may be asked now
+                judged, counted = [provisional, *bids], range(1, len(bids) + 1)
+                if replay is not None:
+                    served = Replay({provisional.key: replay.scores.get(provisional.key, {})}, replay.wall_per_latency)
+            jury_dropped, jury_stats = await self.pruned_jury(
+                task.prompt, env_desc, judged, REFINED, replay=served, counted=counted
+            )
+            dropped += jury_dropped
+            phases["jury"].merge(jury_stats)
+        elif bids and not self.settings.no_jury:
             judged = bids
             if self.settings.jury_mode == "batched":
                 reference = ScoredBid.from_dict({**provisional.to_dict(), "jury": {}})
@@ -235,7 +419,10 @@ class Auction:
         started = time.perf_counter()
         with ledger_tags(task=task.id):
             reused = original is not None
-            rnd = self._check_round(task, original) if reused else await self.original_round(task, env_desc)
+            if reused:
+                rnd = self._check_round(task, original)
+            else:
+                rnd = await self.original_round(task, env_desc, jury=not self.pruning)
             bids = rnd.bids
             dropped = list(rnd.dropped)
             phases = {name: PhaseStats.from_dict(p.to_dict()) for name, p in rnd.phases.items()}
@@ -245,12 +432,25 @@ class Auction:
             if not bids:
                 reasons = "; ".join(f"{d.agent}: {d.reason}" for d in dropped if d.role == "bidder") or "no agents"
                 raise AuctionError(f"task '{task.id}': no bid survived ({reasons})")
+            replay = None
+            if self.pruning:
+                if reused:  # the cached whole jury answers the calls the pruned jury asks
+                    replay = Replay.of(rnd)
+                    for b in bids:
+                        b.jury = {}
+                jury_dropped, phases["jury"] = await self.pruned_jury(
+                    task.prompt, env_desc, bids, ORIGINAL, replay=replay
+                )
+                dropped += jury_dropped
             for b in bids:
                 self.score(b)
             provisional = self.best(bids)
-            refinement, refined, reference = await self._refine(task, env_desc, provisional, phases, dropped, bids)
+            refinement, refined, reference = await self._refine(
+                task, env_desc, provisional, phases, dropped, bids, replay
+            )
             for b in refined:
                 self.score(b)
+            self.score(provisional)  # a pruned per-bid jury may have asked more of its jurors
             bar = provisional.total
             if reference is not None:
                 self.score(reference)

@@ -48,6 +48,7 @@ import secrets
 import time
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from sale import prompts
 from sale.auction.bids import render
@@ -250,31 +251,49 @@ def impute(raw: list[dict[str, float | None]]) -> list[dict[str, tuple[float, bo
     return out
 
 
-async def score_bids(
-    jurors: Sequence[Agent],
+@dataclass
+class Verdict:
+    """What one jury call said about one bid: the number written (``raw``), the score
+    used (``used``: the expected score where known, else ``raw``), why it is missing
+    (``why``), and the call's usage (kept on the first bid a call scored, 0 elsewhere)."""
+
+    raw: float | None = None
+    used: float | None = None
+    why: str = ""
+    usage: dict[str, float] = field(default_factory=dict)
+
+    def score(self, **extra: object) -> JuryScore:
+        """The JuryScore of an answered verdict (``used`` must be set)."""
+        assert self.used is not None
+        return JuryScore(score=self.used, raw=self.raw, **self.usage, **extra)  # type: ignore[arg-type]
+
+
+def _usage(c: Completion | None) -> dict[str, float]:
+    if c is None:
+        return {}
+    return {
+        "input_tokens": c.input_tokens, "cached_tokens": c.cached_tokens, "output_tokens": c.output_tokens,
+        "dollars": c.dollars, "latency_s": c.latency_s,
+    }  # fmt: skip
+
+
+async def ask_jury(
+    jobs: Sequence[tuple[Agent, list[int]]],
     task_text: str,
     env_desc: str,
     bids: Sequence[ScoredBid],
     settings: AuctionSettings,
-    stage: str,
-) -> tuple[list[Dropout], PhaseStats]:
-    """Have the jury score ``bids`` (setting each bid's ``jury``); drop-outs and stats.
+) -> tuple[dict[tuple[int, str], Verdict], PhaseStats, dict[str, list[str]]]:
+    """Make the jury calls ``jobs`` (a juror and the indices of the bids it scores in
+    one call: one index per call with the per-bid jury) concurrently.
 
-    Every bid gets a JuryScore from each juror that ``settings.jury`` includes for it.
+    Returns a Verdict per (bid index, juror), the calls' stats (wall time included)
+    and the reasons of failed calls by juror.
     """
-    names = [j.name for j in jurors]
-    included_jurors = [included(b.agent, names, settings.jury) for b in bids]
     hardened = settings.jury_hardening
-    # Hardened: a bid that addresses the jury is scored 0 by rule and shown to nobody.
-    signs = {i: sign for i, b in enumerate(bids) if hardened and (sign := injection_sign(b.text))}
-    wanted = [[] if i in signs else w for i, w in enumerate(included_jurors)]
-    raw: list[dict[str, float | None]] = [{j: None for j in w} for w in wanted]
-    why: dict[tuple[int, str], str] = {}
-    failures: dict[str, list[str]] = {}
-
+    batched = settings.jury_mode == "batched"
     # The expected score needs the answer's log-probabilities (hardened prompts only).
     expected = hardened and settings.jury_score == "expected"
-    weighted: dict[tuple[int, str], float | None] = {}
 
     async def ask(juror: Agent, prompt: str, max_tokens: int) -> Completion | LLMError:
         try:
@@ -286,55 +305,89 @@ async def score_bids(
         except LLMError as exc:
             return exc
 
-    # Each job: (juror, indices of the bids it scores in one call, the prompt).
-    jobs: list[tuple[Agent, list[int], str]] = []
+    prompts_ = [
+        batch_prompt(task_text, env_desc, [bids[i].text for i in idx], hardened=hardened)
+        if batched else per_bid_prompt(task_text, env_desc, bids[idx[0]].text, hardened=hardened)
+        for _, idx in jobs
+    ]  # fmt: skip
+    stats = PhaseStats()
+    started = time.perf_counter()
+    answers = await asyncio.gather(
+        *(ask(juror, prompt, settings.jury_max_tokens * len(idx)) for (juror, idx), prompt in zip(jobs, prompts_))
+    )
+    stats.wall_s = time.perf_counter() - started
+
+    verdicts: dict[tuple[int, str], Verdict] = {}
+    failures: dict[str, list[str]] = {}
+    for (juror, idx), answer in zip(jobs, answers):
+        if isinstance(answer, LLMError):
+            stats.add(None)
+            failures.setdefault(juror.name, []).append(answer.reason)
+            for i in idx:
+                verdicts[i, juror.name] = Verdict(why="call failed")
+            continue
+        stats.add(answer)
+        for n, (i, found) in enumerate(zip(idx, _read(answer.text, len(idx), batched, hardened))):
+            v = Verdict(usage=_usage(answer) if n == 0 else {})
+            verdicts[i, juror.name] = v
+            if found is None:
+                v.why = "no score in answer: " + repr(answer.text[:80])
+                continue
+            v.raw = found[0]
+            weighted = expected_score(answer, found[1], found[2]) if expected else None
+            v.used = v.raw if weighted is None else weighted
+    return verdicts, stats, failures
+
+
+def dropouts(failures: dict[str, list[str]], stage: str) -> list[Dropout]:
+    """One Dropout per juror whose calls failed."""
+    return [
+        Dropout(name, JUROR, stage, f"{len(reasons)} jury call(s) failed: {reasons[0]}")
+        for name, reasons in failures.items()
+    ]
+
+
+def rule_reason(sign: str) -> str:
+    return f"the bid addresses the jury ({sign!r}): scored 0 by rule"
+
+
+async def score_bids(
+    jurors: Sequence[Agent],
+    task_text: str,
+    env_desc: str,
+    bids: Sequence[ScoredBid],
+    settings: AuctionSettings,
+    stage: str,
+) -> tuple[list[Dropout], PhaseStats]:
+    """Have the whole jury score ``bids`` (setting each bid's ``jury``); drop-outs and
+    stats. Every bid gets a JuryScore from each juror that ``settings.jury`` includes
+    for it (the paper's jury; `sale.auction.pruning` asks fewer calls)."""
+    names = [j.name for j in jurors]
+    included_jurors = [included(b.agent, names, settings.jury) for b in bids]
+    hardened = settings.jury_hardening
+    # Hardened: a bid that addresses the jury is scored 0 by rule and shown to nobody.
+    signs = {i: sign for i, b in enumerate(bids) if hardened and (sign := injection_sign(b.text))}
+    wanted = [[] if i in signs else w for i, w in enumerate(included_jurors)]
+
+    jobs: list[tuple[Agent, list[int]]] = []
     for juror in jurors:
         mine = [i for i, w in enumerate(wanted) if juror.name in w]
         if not mine:
             continue
         if settings.jury_mode == "per_bid":
-            for i in mine:
-                jobs.append((juror, [i], per_bid_prompt(task_text, env_desc, bids[i].text, hardened=hardened)))
+            jobs.extend((juror, [i]) for i in mine)
         else:
-            texts = [bids[i].text for i in mine]
-            jobs.append((juror, mine, batch_prompt(task_text, env_desc, texts, hardened=hardened)))
-
-    stats = PhaseStats()
-    started = time.perf_counter()
-    answers = await asyncio.gather(
-        *(ask(juror, prompt, settings.jury_max_tokens * len(idx)) for juror, idx, prompt in jobs)
-    )
-    stats.wall_s = time.perf_counter() - started
-
-    for (juror, idx, _), answer in zip(jobs, answers):
-        if isinstance(answer, LLMError):
-            stats.add(None)
-            failures.setdefault(juror.name, []).append(answer.reason)
-            for i in idx:
-                why[i, juror.name] = "call failed"
-            continue
-        stats.add(answer)
-        for i, found in zip(idx, _read(answer.text, len(idx), settings.jury_mode == "batched", hardened)):
-            if found is None:
-                why[i, juror.name] = "no score in answer: " + repr(answer.text[:80])
-                continue
-            raw[i][juror.name] = found[0]
-            if expected:
-                weighted[i, juror.name] = expected_score(answer, found[1], found[2])
+            jobs.append((juror, mine))
+    verdicts, stats, failures = await ask_jury(jobs, task_text, env_desc, bids, settings)
 
     # Imputation works on the scores used (expected where known), raw keeps the digit.
-    used = [{j: v if weighted.get((i, j)) is None else weighted[i, j] for j, v in r.items()} for i, r in enumerate(raw)]
+    used = [{j: verdicts[i, j].used for j in w} for i, w in enumerate(wanted)]
     filled = impute(used)
     for i, bid in enumerate(bids):
-        bid.jury = {
-            j: JuryScore(score=score, imputed=imputed, raw=raw[i][j], reason=why.get((i, j), ""))
-            for j, (score, imputed) in filled[i].items()
-        }
+        bid.jury = {}
+        for j, (score, imputed) in filled[i].items():
+            v = verdicts[i, j]
+            bid.jury[j] = JuryScore(score=score, imputed=imputed, raw=v.raw, reason=v.why, **v.usage)  # type: ignore[arg-type]
         if i in signs:
-            reason = f"the bid addresses the jury ({signs[i]!r}): scored 0 by rule"
-            bid.jury = {j: JuryScore(score=0.0, reason=reason) for j in included_jurors[i]}
-    dropped = [
-        Dropout(name, JUROR, stage, f"{len(reasons)} jury call(s) failed: {reasons[0]}")
-        for name, reasons in failures.items()
-    ]
-    return dropped, stats
+            bid.jury = {j: JuryScore(score=0.0, reason=rule_reason(signs[i])) for j in included_jurors[i]}
+    return dropouts(failures, stage), stats

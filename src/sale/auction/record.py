@@ -31,12 +31,27 @@ class JuryScore:
     log-probabilities give one, else the written one); ``raw`` the number written in
     the juror's answer, None when it is missing, in which case ``imputed`` is True
     and ``reason`` says why (the call failed, the answer did not parse).
+
+    ``asked`` is False when exact jury pruning skipped the call (``skipped`` says
+    why: the juror's weight is 0, the bid was out of contention, the winner was
+    decided); its score is then imputed as a missing one is (see jury.py), and cannot
+    change the winner. ``input_tokens``, ``cached_tokens``, ``output_tokens``,
+    ``dollars`` and ``latency_s`` are the usage of the call that gave the score (a
+    batched call's usage is kept on the first bid it scored, 0 on the others), so a
+    cached round can be replayed with only the calls a pruned jury asks charged.
     """
 
     score: float
     imputed: bool = False
     raw: float | None = None
     reason: str = ""
+    asked: bool = True
+    skipped: str = ""
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    dollars: float = 0.0
+    latency_s: float = 0.0
 
 
 @dataclass
@@ -102,6 +117,8 @@ class PhaseStats:
     output_tokens: int = 0
     dollars: float = 0.0
     wall_s: float = 0.0
+    cached_tokens: int = 0  # prompt tokens served from the endpoints' caches (part of input_tokens)
+    skipped: int = 0  # jury calls exact pruning did not make (per bid and juror; batched: per bid scored)
 
     def add(self, completion: Completion | None) -> None:
         """Count one call; None is a call that failed."""
@@ -112,6 +129,7 @@ class PhaseStats:
         self.input_tokens += completion.input_tokens
         self.output_tokens += completion.output_tokens
         self.dollars += completion.dollars
+        self.cached_tokens += completion.cached_tokens
 
     def merge(self, other: PhaseStats) -> None:
         for f in fields(self):

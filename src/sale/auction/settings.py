@@ -62,6 +62,12 @@ class AuctionSettings(BaseModel):
         none); "written" uses the number as written.
       - ``jury``: who scores a bid: "all" (self and peers), "self" (its bidder only)
         or "peer" (every juror but its bidder).
+      - ``jury_pruning``: "exact" (the default) asks only the jury calls that can
+        still change the winner and reaches the winner the whole jury would (see
+        `sale.auction.pruning`: a juror of weight 0 is never asked, a bid stops being
+        scored once it cannot win); "off" asks every call, as in the paper. A cached
+        original round holds the whole jury, and a pruned auction that reuses it is
+        charged only the calls it asks.
 
     Refinement
       - ``refine_k``: past tasks retrieved from memory per auction.
@@ -105,6 +111,7 @@ class AuctionSettings(BaseModel):
     jury_hardening: bool = True
     jury_score: Literal["expected", "written"] = "expected"
     jury: Literal["all", "self", "peer"] = "all"
+    jury_pruning: Literal["exact", "off"] = "exact"
 
     refine_k: int = Field(default=8, ge=1, le=256)
     refine_require_success: bool = False

@@ -23,7 +23,8 @@ interrupted bench resumes where it stopped and a rerun makes no repeated LLM cal
    afresh, cached by (task, agent, sha256 of the strategy) in ``executions.jsonl``.
 6. Variants: ``sale-default-weights`` (cold-start weights), ``sale-no-memory`` and,
    with ``--ablations``, no price, no length, no entropy, no jury, self-review only
-   and peer-review only.
+   and peer-review only; named with ``--variants``: ``sale-full-jury`` (every jury
+   call asked, as in the paper) and the other jury mode.
 7. Baselines read from the matrix: each single agent (named by the agent), largest,
    random, oracle, WTP, CARROT, TO-Router and FrugalGPT (which pays for every agent
    its cascade ran).
@@ -40,7 +41,11 @@ What is reused, and why that is honest (also written into ``extra["reused"]``):
 
 - An auction is charged the full cost of its original round (bid and jury calls, as
   measured when the round was computed) even when the round came from the cache:
-  every ordering stands for a separate deployment that would have paid for it.
+  every ordering stands for a separate deployment that would have paid for it. With
+  exact jury pruning (the default; ``sale-full-jury`` turns it off) the cached round
+  holds the whole jury, the pruned jury reads the answers of the calls it asks from
+  it, and only those calls are charged (their recorded tokens, dollars and, in
+  proportion to their latency, the round's jury wall time).
 - Variants whose round settings differ from the main ones (no jury, self or peer
   review, the other jury mode) reuse the original *bids* (their calls are identical:
   same prompt and bid settings) and compute their own jury calls, since a batched
@@ -160,12 +165,13 @@ ABLATION_VARIANTS = (
     Variant("sale-self-review", {"jury": "self"}, doc="each bid scored by its own bidder only"),
     Variant("sale-peer-review", {"jury": "peer"}, doc="each bid scored by every agent but its bidder"),
 )
-#: The full auction with the other jury mode (run when named with --variants).
+#: The full auction with the other jury mode, or with the whole jury (run when named with --variants).
 JURY_VARIANTS = (
     Variant("sale-batched-jury", {"jury_mode": "batched"}, own_fit=True,
             doc="each juror scores all bids in one call; weights fitted on these scores"),
     Variant("sale-per-bid-jury", {"jury_mode": "per_bid"}, own_fit=True,
             doc="each juror scores each bid in a call of its own; weights fitted on these scores"),
+    Variant("sale-full-jury", {"jury_pruning": "off"}, doc="every jury call asked, as in the paper (no exact pruning)"),
 )
 #: Every variant --variants can name.
 ALL_VARIANTS = CORE_VARIANTS + ABLATION_VARIANTS + JURY_VARIANTS
@@ -726,6 +732,13 @@ class Bench:
         self, method: str, k: int, task: Task, result: AuctionResult, usage: list[dict], cell: Cell, source: str
     ) -> TaskResult:
         totals = result.totals()
+        if result.original_reused and result.settings.get("jury_pruning") == "exact":
+            # A pruned jury read its answers from the cached round: only the calls it asked count.
+            asked: dict[str, int] = {}
+            for b in result.bids:
+                for j, js in b.jury.items() if b.kind == ORIGINAL else ():
+                    asked[j] = asked.get(j, 0) + (js.input_tokens + js.output_tokens if js.asked else 0)
+            usage = [{**usage[0], "jury": asked}, *usage[1:]]
         largest_tokens = sum(per.get(self.largest, 0) for u in usage for per in u.values())
         if cell.agent == self.largest:
             largest_tokens += cell.tokens
@@ -919,6 +932,36 @@ class Bench:
             "Jury wall time is measured per task while other tasks' rounds may run alongside (--parallel).",
         }
 
+    async def pruning_check_stage(self, weights: Weights) -> dict[str, Any]:
+        """Every test task's cached round decided by the pruned jury and by the whole jury
+        (fitted weights, no refinement): how often the provisional winners differ (0 when
+        pruning is exact) and the jury calls, tokens and dollars each would pay."""
+        n = len(self.test)
+        out: dict[str, Any] = {"tasks": n}
+        winners: dict[str, list[str]] = {}
+        for mode in ("exact", "off"):
+            settings = AuctionSettings.from_dict({**self.settings.model_dump(), "jury_pruning": mode})
+            auction = Auction(self.pool, None, settings, weights)
+            jury, winners[mode] = PhaseStats(), []
+            for task in self.test:
+                rnd, _ = await self.round_for(self.settings, task)
+                if not rnd.bids:
+                    winners[mode].append("")
+                    continue
+                result = await auction.run(task, self._env_desc(task), original=rnd)
+                jury.merge(result.phases["jury"])
+                winners[mode].append(result.provisional_winner)
+            name = "pruned" if mode == "exact" else "full"
+            out[f"jury_calls_per_task_{name}"] = jury.calls / max(n, 1)
+            out[f"jury_tokens_per_task_{name}"] = jury.tokens / max(n, 1)
+            out[f"jury_dollars_per_task_{name}"] = jury.dollars / max(n, 1)
+        out["winner_differs"] = sum(a != b for a, b in zip(winners["exact"], winners["off"]))
+        self.say(
+            f"jury pruning: {out['jury_calls_per_task_pruned']:.1f} jury calls per task against "
+            f"{out['jury_calls_per_task_full']:.1f}; the provisional winner differs on {out['winner_differs']} of {n} tasks"
+        )
+        return out
+
     # ------------------------------------------------------------------ the whole bench
 
     async def run(
@@ -951,6 +994,7 @@ class Bench:
                 runs[variant.name] = await self.run_variant(variant, own[variant.name], orderings)
             baseline_results, skipped = self.baselines_stage()
             jury = await self.compare_jury_stage(weights) if compare_jury else None
+            pruning = await self.pruning_check_stage(weights) if not self.settings.no_jury else None
         finally:
             if self.judge is not None:
                 await self.judge.close()
@@ -961,6 +1005,7 @@ class Bench:
         summary = summarise(results, largest="largest", oracle="oracle", seed=self.seed)
         extra = self._extra(runs, weights, skipped, chosen, orderings, jury, own)
         extra.update(self._matrix_extra())
+        extra["jury_pruning"] = pruning
         paths = write_report(self.out, summary, results, extra)
         self.say(f"report: {paths['html']}")
         return json.loads(paths["summary"].read_text(encoding="utf-8"))
@@ -988,6 +1033,8 @@ class Bench:
                     "tokens_per_task": s.tokens / n,
                     "dollars_per_task": s.dollars / n,
                     "wall_s_per_task": s.wall_s / n,
+                    "cached_tokens_per_task": s.cached_tokens / n,
+                    "skipped_calls_per_task": s.skipped / n,
                     "token_share": s.tokens / spent_tokens if spent_tokens else None,
                     "dollar_share": s.dollars / spent_dollars if spent_dollars else None,
                     "wall_share": s.wall_s / spent_wall if spent_wall else None,
@@ -996,7 +1043,9 @@ class Bench:
             }
         reused = {
             "original_rounds": "Bids and jury scores of original bids were computed once per task (rounds.jsonl) "
-            "and shared by every ordering and SALE variant; each auction is still charged their full cost.",
+            "and shared by every ordering and SALE variant; each auction is still charged their full cost "
+            "(with exact jury pruning: the bid calls and the jury calls the pruned jury asked, whose answers "
+            "it read from the cached whole jury).",
             "variant_rounds": {
                 v.name: ("original bids reused; no jury calls and none charged" if v.overrides.get("no_jury")
                          else "original bids reused; its jury ("

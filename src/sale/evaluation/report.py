@@ -171,9 +171,11 @@ def extra_tables(extra: Mapping[str, Any]) -> list[tuple[str, list[str], list[li
     tables = []
     overhead = extra.get("auction_overhead") or extra.get("phase_costs") or {}
     if overhead:
-        header = ["method", "phase", "calls/task", "tokens/task", "$/task", "wall s/task", "token %", "$ %", "wall %"]
+        header = ["method", "phase", "calls/task", "skipped/task", "tokens/task", "cached tok/task", "$/task",
+                  "wall s/task", "token %", "$ %", "wall %"]  # fmt: skip
         rows = [
-            [method, phase, _num(p.get("calls_per_task"), ".2f"), _num(p.get("tokens_per_task"), ".0f"),
+            [method, phase, _num(p.get("calls_per_task"), ".2f"), _num(p.get("skipped_calls_per_task"), ".2f"),
+             _num(p.get("tokens_per_task"), ".0f"), _num(p.get("cached_tokens_per_task"), ".0f"),
              _money(p.get("dollars_per_task")), _num(p.get("wall_s_per_task"), ".2f"),
              _pct(p.get("token_share")), _pct(p.get("dollar_share")), _pct(p.get("wall_share"))]
             for method, phases in overhead.items() for phase, p in phases.items()
@@ -194,6 +196,15 @@ def extra_tables(extra: Mapping[str, Any]) -> list[tuple[str, list[str], list[li
         title = f"Jury modes on the same original bids (same provisional winner on {_pct(same, 0)}% of tasks)"
         tables.append((title, header, rows))
     tables += matrix_tables(extra)
+    pruning = extra.get("jury_pruning") or {}
+    if pruning.get("tasks"):
+        header = ["jury", "calls/task", "tokens/task", "$/task"]
+        rows = [[name, _num(pruning.get(f"jury_calls_per_task_{key}"), ".1f"),
+                 _num(pruning.get(f"jury_tokens_per_task_{key}"), ".0f"), _money(pruning.get(f"jury_dollars_per_task_{key}"))]
+                for name, key in (("pruned (exact)", "pruned"), ("whole", "full"))]  # fmt: skip
+        title = (f"Exact jury pruning on the test tasks' rounds (provisional winner differs on "
+                 f"{pruning.get('winner_differs')} of {pruning['tasks']} tasks)")  # fmt: skip
+        tables.append((title, header, rows))
     executions = (extra.get("reused") or {}).get("executions") or {}
     if executions:
         header = ["method", "from the outcome matrix", "from an earlier refined execution", "fresh"]

@@ -21,6 +21,10 @@ The worst case of a call, and the assumption it rests on
                    (+ TOOLS_ALLOWANCE_TOKENS when tools are sent)``
 ``output tokens <= max_tokens`` (the endpoint stops generating there)
 
+Input tokens are priced at the dearer of the input and the ``cached_input`` price
+(which of them the endpoint's prompt cache serves is known only afterwards); the
+settled cost charges cached prompt tokens at ``cached_input``.
+
 A byte-level BPE tokenizer (GPT-2 style: Qwen, Llama 3, SmolLM, GPT-4) or a
 SentencePiece tokenizer with byte fallback never spends more than one token on one
 byte of text, so a text of B bytes is at most B tokens. The JSON text of a message is
@@ -76,7 +80,8 @@ def worst_case_dollars(
 ) -> float:
     """The most a call can cost: bound of its input tokens times the input price plus
     ``max_tokens`` times the output price (``price`` in dollars per million tokens)."""
-    return (max_input_tokens(messages, tools) * price.input + max_tokens * price.output) / 1e6
+    input_price = max(price.input, price.cached)  # the dearer of fresh and cached input
+    return (max_input_tokens(messages, tools) * input_price + max_tokens * price.output) / 1e6
 
 
 class OverBudget(LLMError, BudgetExceeded):

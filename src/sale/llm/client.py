@@ -2,7 +2,7 @@
 
 Every LLM call in the project goes through `ChatClient.chat`. It serves llama.cpp
 servers (the local default), vLLM, SGLang, Ollama and hosted APIs alike. It returns
-text, token usage, per-token log-probabilities with their top-k alternatives (when
+text, token usage (with the prompt tokens the endpoint's cache served), per-token log-probabilities with their top-k alternatives (when
 asked) and tool calls (when the endpoint makes them). It retries timeouts, connection
 failures, 429 (honouring Retry-After) and 5xx with exponential backoff, bounds the
 number of calls in flight, and raises typed errors that name the agent, the endpoint
@@ -79,6 +79,7 @@ class Completion:
     input_tokens: int
     output_tokens: int
     finish_reason: str = ""
+    cached_tokens: int = 0  # prompt tokens the endpoint read from its prompt cache (part of input_tokens)
     logprobs: list[TokenLogprob] | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)
     latency_s: float = 0.0
@@ -137,10 +138,27 @@ def parse_completion(body: Any) -> Completion:
         text=text,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
+        cached_tokens=min(input_tokens, cached_prompt_tokens(body)),
         finish_reason=str(choice.get("finish_reason") or ""),
         logprobs=logprobs,
         tool_calls=tool_calls,
     )
+
+
+def cached_prompt_tokens(body: dict[str, Any]) -> int:
+    """Prompt tokens read from the endpoint's prompt cache: ``usage.prompt_tokens_details
+    .cached_tokens`` (OpenAI, vLLM, SGLang, recent llama.cpp), else llama.cpp's own count
+    ``timings.cache_n``; 0 when the endpoint reports neither (or nonsense)."""
+    usage = body.get("usage")
+    details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
+    timings = body.get("timings")
+    for value in (
+        details.get("cached_tokens") if isinstance(details, dict) else None,
+        timings.get("cache_n") if isinstance(timings, dict) else None,
+    ):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+            return int(value)
+    return 0
 
 
 def _retry_after(headers: Any, default: float) -> float:

@@ -1,4 +1,5 @@
-"""The cost ledger: every LLM call, with agent, phase, tokens, dollars and latency.
+"""The cost ledger: every LLM call, with agent, phase, tokens (prompt tokens served
+from the endpoint's cache among them), dollars and latency.
 
 Entries are kept in memory and, when the ledger has a path, appended to a JSON Lines
 file as they happen (one line per call, flushed), so totals can be read back later
@@ -49,6 +50,7 @@ class LedgerEntry:
     error: str = ""
     task: str = ""
     ts: float = field(default_factory=time.time)
+    cached_tokens: int = 0  # prompt tokens served from the endpoint's cache (part of input_tokens)
 
 
 @dataclass
@@ -59,6 +61,7 @@ class Totals:
     dollars: float = 0.0
     latency_s: float = 0.0
     failed: int = 0
+    cached_tokens: int = 0
 
     @property
     def tokens(self) -> int:
@@ -71,6 +74,7 @@ class Totals:
         self.dollars += e.dollars
         self.latency_s += e.latency_s
         self.failed += 0 if e.ok else 1
+        self.cached_tokens += e.cached_tokens
 
     def as_dict(self) -> dict:
         return {**asdict(self), "tokens": self.tokens}

@@ -4,6 +4,13 @@ Each local agent gets its own server process, started and stopped by the project
 agent then talks to it through the same HTTP client as to a remote endpoint. The
 server's log goes to a file, not to the terminal.
 
+Prompt cache: each of the server's slots (``--parallel``) keeps the tokens of its last
+prompt and reuses their longest common prefix with the next one (llama.cpp's
+``cache_prompt``, on by default), and a request goes to the idle slot whose cached
+prompt is most alike. The auction's prompts put what an agent's calls for one task
+share first, so its jury calls are mostly read from the cache; the answers report it
+(``usage.prompt_tokens_details.cached_tokens``, ``timings.cache_n``).
+
 Run directly (the project does this for you)::
 
     python -m sale.llm.local --model PATH --port PORT [--ctx N] [--parallel N] [--threads N]

@@ -88,9 +88,11 @@ class Agent:
             hold.release()
             raise
         c.phase = phase
-        c.dollars = self.price.dollars(c.input_tokens, c.output_tokens)
+        c.dollars = self.price.dollars(c.input_tokens, c.output_tokens, c.cached_tokens)
         hold.settle(c.dollars)
-        self.ledger.record(LedgerEntry(self.name, phase, c.input_tokens, c.output_tokens, c.dollars, c.latency_s))
+        self.ledger.record(LedgerEntry(
+            self.name, phase, c.input_tokens, c.output_tokens, c.dollars, c.latency_s, cached_tokens=c.cached_tokens,
+        ))  # fmt: skip
         return c
 
 

@@ -52,6 +52,10 @@ class Reply:
     - ``status``/``retry_after``: an HTTP error answer; ``raw``: a body sent as is.
     - ``delay``: seconds to wait before answering; ``hang``: never answer.
     - ``usage``: (prompt_tokens, completion_tokens) to report instead of counting.
+    - ``cached``: prompt tokens to report as served from the prompt cache, in the
+      style ``cache_style``: "openai" (``usage.prompt_tokens_details.cached_tokens``,
+      as OpenAI, vLLM and SGLang answer) or "llama.cpp" (``timings.cache_n`` beside
+      ``timings.prompt_n``, llama.cpp's own count).
     """
 
     text: str = "ok"
@@ -65,6 +69,8 @@ class Reply:
     hang: bool = False
     usage: tuple[int, int] | None = None
     finish_reason: str = "stop"
+    cached: int | None = None
+    cache_style: str = "openai"
 
 
 Responder = Callable[[dict[str, Any]], "Reply | str"]
@@ -132,7 +138,7 @@ def completion_body(request: dict[str, Any], reply: Reply) -> dict[str, Any]:
         p_tok, c_tok = reply.usage
     else:
         p_tok, c_tok = max(1, len(prompt_text(request)) // 4), len(tokens)
-    return {
+    body = {
         "id": "chatcmpl-scripted",
         "object": "chat.completion",
         "created": int(time.time()),
@@ -140,6 +146,12 @@ def completion_body(request: dict[str, Any], reply: Reply) -> dict[str, Any]:
         "choices": [choice],
         "usage": {"prompt_tokens": p_tok, "completion_tokens": c_tok, "total_tokens": p_tok + c_tok},
     }
+    if reply.cached is not None:
+        if reply.cache_style == "llama.cpp":
+            body["timings"] = {"cache_n": reply.cached, "prompt_n": p_tok - reply.cached, "predicted_n": c_tok}
+        else:
+            body["usage"]["prompt_tokens_details"] = {"cached_tokens": reply.cached}
+    return body
 
 
 class ScriptedServer:
