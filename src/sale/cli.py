@@ -150,6 +150,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    """Serve a read-only web page over a run or bench folder."""
+    from sale.view.server import serve_forever
+
+    serve_forever(args.folder, host=args.host, port=args.port, say=_say)
+    return 0
+
+
 def _print_summary(summary: dict) -> None:
     p = summary["pass_at_1"]
     print(f"tasks {summary['tasks']}  pass@1 {p:.1%}" if p is not None else "no tasks")
@@ -195,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="sale-demo", help="output folder (default: ./sale-demo; a rerun resumes it)")
     d.add_argument("--no-pull", dest="pull", action="store_false", help="do not fetch missing models")
     d.set_defaults(func=cmd_demo)
+
+    v = sub.add_parser("view", help="a read-only web page over a run or bench folder (on loopback)")
+    v.add_argument("folder", help="a run folder (sale run, sale demo), a bench folder (sale bench), or a folder holding them")
+    v.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765; 0: any free port)")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    v.set_defaults(func=cmd_view)
 
     from sale.evaluation import bench
 
