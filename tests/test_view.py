@@ -8,12 +8,14 @@ the DevTools protocol. Each test checks that the page shows what the folder hold
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -96,7 +98,11 @@ def run_dir(tmp_path_factory):
 
 
 def not_blank(path: Path) -> None:
+    """The screenshot shows a page (kept in $SALE_VIEW_SHOTS, when set, to look at)."""
     from PIL import Image
+
+    if os.environ.get("SALE_VIEW_SHOTS"):
+        shutil.copy(path, Path(os.environ["SALE_VIEW_SHOTS"]) / path.name)
 
     img = Image.open(path).convert("RGB")
     hist = img.convert("L").histogram()
@@ -445,3 +451,47 @@ def test_mounted_under_a_prefix(run_dir):
         status, body = get(url + "/ui/f/_/task/geo%2Fq1")
         assert status == 200 and "Jury" in body
         assert get(url + "/f/_/task/geo%2Fq1")[0] == 404  # nothing outside the mount
+
+
+def test_a_demo_folder_lists_its_runs_and_report(tmp_path, browser):
+    """`sale demo` writes sale/, largest/ and report/ with one ledger beside them."""
+    import asyncio
+
+    import yaml
+    from test_demo import Responder as DemoResponder
+
+    from sale.config import parse_pool
+    from sale.demo import run_demo
+    from sale.llm.ledger import Ledger
+    from sale.llm.pool import Pool
+    from sale.workloads.standard import demo_workload
+
+    demo = tmp_path / "demo"
+    with ScriptedServer(DemoResponder()) as srv:
+        cfg = parse_pool(yaml.safe_load(scripted_pool_yaml(srv.base_url, [("small", 0.1), ("mid", 0.2), ("big", 0.4)])))
+
+        async def go():
+            async with Pool(cfg, ledger=Ledger(demo / "ledger.jsonl")) as pool:
+                await run_demo(pool, demo, say=lambda _: None)
+            pool.ledger.close()
+
+        asyncio.run(go())
+    tasks, _ = demo_workload()
+    with ViewServer(demo) as url:
+        browser.goto(url + "/")
+        names = browser.evaluate("[...document.querySelectorAll('table.grid tbody tr td:first-child a')].map(a => a.innerText)")
+        assert names == ["largest", "report", "sale"]
+        assert browser.evaluate("[...document.images].length >= 1 && [...document.images].every(i => i.naturalWidth > 0)")
+        for name in ("sale", "largest"):
+            browser.goto(f"{url}/f/{name}/")
+            assert len(wait_rows(browser, len(tasks))) == len(tasks)
+        reused = next(r for r in read_jsonl(demo / "largest" / "results.jsonl") if r.get("reused"))
+        browser.goto(f"{url}/f/largest/task/{urllib.parse.quote(reused['task_id'], safe='')}")
+        assert browser.evaluate("document.querySelectorAll('#steps > li').length") >= 1  # ../sale/trajectories/...
+        browser.goto(f"{url}/f/sale/task/{urllib.parse.quote(tasks[0].id, safe='')}")
+        assert "shares with the other run" in browser.text("#calls")
+        assert browser.evaluate("document.querySelectorAll('#ledger tbody tr').length") >= 1
+        browser.goto(f"{url}/f/report/")
+        assert browser.evaluate("[...document.querySelectorAll('#methods tbody tr')].map(tr => tr.cells[0].innerText)") == ["sale", "largest"]
+        assert browser.errors == []
+        not_blank(browser.screenshot(tmp_path / "demo-report.png"))

@@ -206,20 +206,21 @@ def build_app(folder: str | Path) -> FastAPI:
         summary, note = f.summary()
         methods = (summary or {}).get("methods") if isinstance((summary or {}).get("methods"), dict) else {}
         extra = (summary or {}).get("extra") if isinstance((summary or {}).get("extra"), dict) else {}
-        tables, problems = [], list(f.problems())
+        tables, problems, main_tables = [], list(f.problems()), 0
         try:
             if methods:
                 tables.append(("Methods", list(METHOD_COLUMNS), method_rows(methods)))
                 header, rows = tier_rows(methods)
                 if len(header) > 1:
                     tables.append(("pass@1 % per tier", header, rows))
+                main_tables = len(tables)
             if extra:
                 tables.extend(extra_tables(extra))
         except Exception as exc:  # a summary of another shape: say so, show the rest
             problems.append(f"summary.json could not be laid out as tables ({type(exc).__name__}: {exc})")
         orderings = sorted(f.orderings.values(), key=lambda o: (o.variant != "sale", o.variant, o.k))
         return page(request, "bench.html", f=f, title=f"bench {f.name}", tables=tables, note=note, extra=extra,
-                    orderings=orderings, plots=f.plots(), config=f.config(), problems=problems,
+                    orderings=orderings, plots=f.plots(), config=f.config(), problems=problems, main_tables=main_tables,
                     many=len(site.folders()) > 1, tasks=len(f.tasks), cells=sum(len(c) for c in f.cells.values()))  # fmt: skip
 
     def folder_page(request: Request, fid: str) -> HTMLResponse:

@@ -12,9 +12,12 @@ project shows what it has, and a field that is absent is shown as absent.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -56,14 +59,11 @@ def folder_kind(path: Path) -> str | None:
     summary = path / "summary.json"
     if (path / "sale").is_dir() and any((path / "sale").glob("*/ordering-*.jsonl")):
         return "bench"
-    if (path / "results.jsonl").exists() or (path / "auctions").is_dir():
+    data = read_json(summary)[0] if summary.is_file() else None
+    if isinstance(data, dict) and "methods" in data:
+        return "bench"  # a report folder (the demo's report/): its tables and plots
+    if (path / "results.jsonl").exists() or (path / "auctions").is_dir() or isinstance(data, dict):
         return "run"
-    if summary.is_file():
-        data, _ = read_json(summary)
-        if isinstance(data, dict) and "methods" in data:
-            return "bench"  # a report folder (the demo's report/): its tables and plots
-        if isinstance(data, dict):
-            return "run"
     return None
 
 
@@ -71,6 +71,8 @@ def folder_kind(path: Path) -> str | None:
 
 
 ROW_FIELDS = ("task_id", "tier", "tier_name", "domain", "winner", "winner_kind", "reason")
+#: The table's filters that choose one value.
+FACETS = ("tier_name", "domain", "winner", "outcome")
 
 
 class RunFolder:
@@ -99,6 +101,27 @@ class RunFolder:
         self.offsets: dict[str, int] = {}
         self.bad_lines = 0
         self.repeated = 0
+        self.auction_files: set[str] = set()  # names of auctions/ files that have a result
+        self._pending: tuple[Any, list[dict[str, Any]]] | None = None
+        # running sums and counts over self.rows (a repeated task replaces its row)
+        self._sums = {"passed": 0, "dollars": 0.0, "errors": 0}
+        self._phases: Counter = Counter()
+        self._facets: dict[str, Counter] = {k: Counter() for k in FACETS}
+        self._by_agent: dict[str, dict[str, float]] = {}
+
+    def _count(self, row: dict[str, Any], sign: int) -> None:
+        self._sums["passed"] += sign * (row["passed"] is True)
+        self._sums["dollars"] += sign * (row["dollars"] or 0.0)
+        self._sums["errors"] += sign * bool(row["error"])
+        for p, v in row["phases"].items():
+            self._phases[p] += sign * v
+        for key, counter in self._facets.items():
+            if row[key] not in (None, ""):
+                counter[str(row[key])] += sign
+        a = self._by_agent.setdefault(row["winner"] or "(none)", {"tasks": 0, "passed": 0, "dollars": 0.0})
+        a["tasks"] += sign
+        a["passed"] += sign * (row["passed"] is True)
+        a["dollars"] += sign * (row["dollars"] or 0.0)
 
     def _on_result(self, offset: int, raw: bytes) -> None:
         rec = parse_line(raw)
@@ -122,8 +145,12 @@ class RunFolder:
         )  # fmt: skip
         if isinstance(row["reason"], str):
             row["reason"] = row["reason"][:160]
+        if tid in self.rows:
+            self._count(self.rows[tid], -1)
+        self._count(row, +1)
         self.rows[tid] = row
         self.offsets[tid] = offset
+        self.auction_files.add(Path(row["auction"]).name if row["auction"] else f"{safe_name(tid)}.json")
 
     def _reset_ledger(self) -> None:
         self.ledger_offsets: dict[str, list[int]] = {}
@@ -137,10 +164,10 @@ class RunFolder:
                 self.ledger_bad += 1
                 return
             task = str(rec.get("task") or "")
+        elif b"\\" not in m.group(1):
+            task = m.group(1)[1:-1].decode("utf-8", errors="replace")
         else:
             try:
-                import json
-
                 task = json.loads(m.group(1))
             except ValueError:
                 self.ledger_bad += 1
@@ -201,20 +228,29 @@ class RunFolder:
         return out
 
     def pending(self) -> list[dict[str, Any]]:
-        """Auction records without a result line: tasks under way (or cut off by a kill)."""
+        """Auction records without a result line: tasks under way (or cut off by a kill).
+        The auctions/ folder is listed again only when it or the results changed."""
         folder = self.path / "auctions"
+        try:
+            mtime = os.stat(folder).st_mtime_ns
+        except OSError:
+            return []
+        # a folder's mtime has a coarse clock: two changes in one tick look like one, so
+        # a listing is reused only once the folder has been still for a while
+        key = (mtime, len(self.auction_files))
+        if self._pending is not None and self._pending[0] == key and time.time_ns() - mtime > 2_000_000_000:
+            return self._pending[1]
         try:
             names = os.listdir(folder)
         except OSError:
             return []
-        known = {Path(r["auction"]).name for r in self.rows.values() if r.get("auction")}
-        known |= {f"{safe_name(t)}.json" for t, r in self.rows.items() if r.get("auction") is None}
         out = []
-        for name in sorted(n for n in names if n.endswith(".json") and not n.startswith(".") and n not in known)[:50]:
+        for name in sorted(n for n in names if n.endswith(".json") and not n.startswith(".") and n not in self.auction_files)[:50]:
             data, problem = read_json(folder / name)
             tid = data.get("task_id") if isinstance(data, dict) else None
             out.append({"file": name, "task_id": tid if isinstance(tid, str) else None,
                         "winner": data.get("winner") if isinstance(data, dict) else None, "problem": problem})  # fmt: skip
+        self._pending = (key, out)
         return out
 
     def summary(self) -> tuple[dict[str, Any] | None, str]:
@@ -245,42 +281,25 @@ class RunFolder:
 
     def totals(self) -> dict[str, Any]:
         """Counts and sums of the recorded results (what the table shows)."""
-        rows = list(self.rows.values())
-        n = len(rows)
-        passed = sum(1 for r in rows if r["passed"] is True)
-        dollars = sum(r["dollars"] or 0.0 for r in rows)
-        phases: dict[str, float] = {}
-        for r in rows:
-            for p, v in r["phases"].items():
-                phases[p] = phases.get(p, 0.0) + v
-        wins = Counter(r["winner"] or "(none)" for r in rows)
-        by_agent: dict[str, dict[str, float]] = {}
-        for r in rows:
-            a = by_agent.setdefault(r["winner"] or "(none)", {"tasks": 0, "passed": 0, "dollars": 0.0})
-            a["tasks"] += 1
-            a["passed"] += r["passed"] is True
-            a["dollars"] += r["dollars"] or 0.0
+        n = len(self.rows)
+        passed, dollars = self._sums["passed"], self._sums["dollars"]
+        by_agent = {a: dict(v) for a, v in self._by_agent.items() if v["tasks"] > 0}
         return {
             "tasks": n, "passed": passed, "pass_rate": passed / n if n else None, "dollars": dollars,
-            "dollars_per_task": dollars / n if n else None, "phases": phases, "wins": dict(wins.most_common()),
-            "outcomes": dict(Counter(r["outcome"] for r in rows).most_common()), "by_agent": by_agent,
-            "errors": sum(1 for r in rows if r["error"]),
+            "dollars_per_task": dollars / n if n else None, "phases": dict(self._phases),
+            "wins": {a: v["tasks"] for a, v in sorted(by_agent.items(), key=lambda kv: -kv[1]["tasks"])},
+            "outcomes": {k: c for k, c in self._facets["outcome"].most_common() if c > 0}, "by_agent": by_agent,
+            "errors": self._sums["errors"],
         }  # fmt: skip
 
     def facets(self) -> dict[str, list[str]]:
-        rows = self.rows.values()
-
-        def values(key: str) -> list[str]:
-            return sorted({str(r[key]) for r in rows if r[key] not in (None, "")})
-
-        return {"tier_name": values("tier_name"), "domain": values("domain"), "winner": values("winner"),
-                "outcome": values("outcome")}  # fmt: skip
+        return {key: sorted(v for v, c in counter.items() if c > 0) for key, counter in self._facets.items()}
 
     def query(self, params: dict[str, str]) -> dict[str, Any]:
         """Rows filtered (tier_name, domain, winner, outcome, passed, q, min_dollars,
         max_dollars), sorted (sort, desc) and paged (offset, limit)."""
         rows = list(self.rows.values())
-        for key in ("tier_name", "domain", "winner", "outcome"):
+        for key in FACETS:
             want = params.get(key)
             if want:
                 rows = [r for r in rows if str(r[key]) == want]
@@ -300,10 +319,14 @@ class RunFolder:
         if sort not in {"n", "task_id", "tier_name", "domain", "winner", "outcome", "dollars", "tokens", "wall_s", "reason"}:
             sort = "n"
         desc = params.get("desc") in ("1", "true", "yes")
-        present = [r for r in rows if r[sort] is not None]
-        absent = [r for r in rows if r[sort] is None]
-        present.sort(key=lambda r: (r[sort] if isinstance(r[sort], (int, float)) else str(r[sort]).lower(), r["n"]), reverse=desc)
-        rows = present + absent
+        if sort == "n":  # rows are kept in the order the results came
+            rows = rows[::-1] if desc else rows
+        else:
+            present = [r for r in rows if r[sort] is not None]
+            absent = [r for r in rows if r[sort] is None]
+            present.sort(key=lambda r: (r[sort] if isinstance(r[sort], (int, float)) else str(r[sort]).lower(), r["n"]),
+                         reverse=desc)  # fmt: skip
+            rows = present + absent
         try:
             offset = max(0, int(params.get("offset") or 0))
             limit = min(1000, max(1, int(params.get("limit") or 100)))
@@ -347,8 +370,6 @@ class Ordering:
         if b'"kind": "auction"' in head or b'"kind":"auction"' in head:
             m = re.search(rb'"task_id":\s*("(?:[^"\\]|\\.)*")', raw)
             if m:
-                import json
-
                 tid = json.loads(m.group(1))
                 if tid not in self.auctions:
                     self.order.append(tid)
@@ -448,8 +469,6 @@ class BenchFolder:
             return self.path / "trajectories" / "matrix" / f"{name}-{winner}.jsonl"
         if strategy is None:
             return None
-        import hashlib
-
         sha = hashlib.sha256(strategy.encode("utf-8")).hexdigest()
         return self.path / "trajectories" / "refined" / f"{name}-{winner}-{sha[:12]}.jsonl"
 
@@ -478,11 +497,20 @@ class Site:
     def __init__(self, root: str | Path):
         self.root = Path(root).resolve()
         self._folders: dict[str, RunFolder | BenchFolder] = {}
+        self._kinds: dict[Path, str] = {}  # a folder recognised keeps its kind
         self._lock = threading.Lock()
+
+    def _kind(self, path: Path) -> str | None:
+        kind = self._kinds.get(path)
+        if kind is None:
+            kind = folder_kind(path)
+            if kind is not None:
+                self._kinds[path] = kind
+        return kind
 
     def folders(self) -> dict[str, RunFolder | BenchFolder]:
         with self._lock:
-            kind = folder_kind(self.root)
+            kind = self._kind(self.root)
             if kind is not None:
                 found = {"_": (self.root, kind)}
             else:
@@ -492,7 +520,7 @@ class Site:
                 except OSError:
                     children = []
                 for child in children:
-                    k = folder_kind(child)
+                    k = self._kind(child)
                     if k is not None:
                         found[child.name] = (child, k)
             for fid, (path, k) in found.items():
