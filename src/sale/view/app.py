@@ -184,6 +184,7 @@ def build_app(folder: str | Path) -> FastAPI:
 
     def run_page(request: Request, f: RunFolder) -> HTMLResponse:
         f.refresh()
+        f.warm_ledger()
         initial = f.query({})
         return page(request, "run.html", f=f, title=f"run {f.name}", summary_block=summary_block(request, f),
                     initial=json.dumps({"page": initial, "facets": f.facets(), "state": f.state()}).replace("</", "<\\/"),
@@ -289,7 +290,7 @@ def build_app(folder: str | Path) -> FastAPI:
         traj_path = f.trajectory_path(task_id, rec)
         trajectory = None
         if traj_path is not None:
-            if inside(f.root, traj_path) or inside(f.path.parent, traj_path):
+            if inside(f.root, traj_path) or _in_sibling_run(f.path, traj_path):
                 trajectory = read_trajectory(traj_path)
             else:
                 problems.append(f"the trajectory path {traj_path} lies outside the folder shown")
@@ -369,6 +370,17 @@ def build_app(folder: str | Path) -> FastAPI:
         )  # fmt: skip
 
     return app
+
+
+def _in_sibling_run(run: Path, path: Path) -> bool:
+    """Whether ``path`` lies in a run folder beside ``run`` (the demo's largest-agent run
+    points at the executions it reused from the auction run)."""
+    parent = run.resolve().parent
+    try:
+        rel = path.resolve().relative_to(parent)
+    except (ValueError, OSError):
+        return False
+    return len(rel.parts) > 1 and (parent / rel.parts[0] / "results.jsonl").is_file()
 
 
 def _result_fields(rec: dict[str, Any] | None) -> list[tuple[str, Any]]:

@@ -214,6 +214,19 @@ class RunFolder:
             return p if p.exists() else None
         return None
 
+    def warm_ledger(self) -> None:
+        """Index the ledger in the background (a large run's ledger takes seconds), so
+        that the first task page opened does not wait for it."""
+
+        def index() -> None:
+            with self._lock:
+                if not self._ledger_used:
+                    self._ledger_used = True
+                    self.ledger.refresh()
+
+        if not self._ledger_used:
+            threading.Thread(target=index, daemon=True, name="sale-view-ledger").start()
+
     def ledger_calls(self, task_id: str) -> list[dict[str, Any]]:
         with self._lock:
             if not self._ledger_used:
