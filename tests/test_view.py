@@ -47,6 +47,8 @@ class Responder:
     def __call__(self, req):
         model, text = req["model"], prompt_text(req)
         if "You are a juror" in text:
+            if model == "mid" and "landmark number 5 in" in text:
+                return Reply("I would rather not say.")  # no score: imputed
             return Reply(jury_answer(text, quality))
         if "You bid for tasks" in text:
             return Reply("ANALYSIS: the winner searched first.\nREFINED STRATEGY: search the landmark, open the best page, answer with the city. Q5")
@@ -237,6 +239,15 @@ def test_task_page_shows_bids_jury_matrix_winner_trajectory_and_calls(run_dir, b
         assert browser.evaluate("document.querySelectorAll('#ledger tbody tr').length") == len(calls)
         assert browser.errors == []
         not_blank(browser.screenshot(tmp_path / "task.png"))
+
+        # a juror whose answer held no score: its scores are imputed, and say why
+        auction = json.loads((run_dir / next(r for r in results if r["task_id"] == "geo/q5")["auction"]).read_text())
+        browser.goto(f"{url}/f/_/task/geo%2Fq5")
+        shown = browser.evaluate("[...document.querySelectorAll('#jury-matrix tr[data-juror=mid] td.jc')].map(td => td.innerText)")
+        imputed = [bid["jury"]["mid"] for bid in auction["bids"]]
+        assert imputed and all(s["imputed"] for s in imputed)
+        for text, score in zip(shown, imputed, strict=True):
+            assert text.startswith(f"{score['score']:.2f}") and "imputed" in text and score["reason"] in text
 
 
 def test_a_run_still_going_then_killed(tmp_path, browser):

@@ -125,7 +125,10 @@ def cost_quality_svg(by_agent: dict[str, dict[str, float]], total: dict[str, Any
     if total.get("tasks"):
         points.append(("whole run", total["dollars_per_task"], total["pass_rate"], total["tasks"]))
     w, h, left, bottom, top, right = 520, 260, 64, 40, 14, 120
-    xmax = max(p[1] for p in points) * 1.15 or 1e-9
+    raw = max(p[1] for p in points) * 1.15 or 1e-9
+    unit = 10 ** math.floor(math.log10(raw / 4))
+    step = next(unit * m for m in (1, 2, 2.5, 5, 10) if unit * m * 4 >= raw)  # round ticks
+    xmax = step * 4
     n_max = max(p[3] for p in points)
 
     def X(v: float) -> float:
@@ -140,7 +143,7 @@ def cost_quality_svg(by_agent: dict[str, dict[str, float]], total: dict[str, Any
         parts.append(f'<line x1="{left}" x2="{w - right}" y1="{Y(t):.1f}" y2="{Y(t):.1f}" class="grid"/>')
         parts.append(f'<text x="{left - 6}" y="{Y(t) + 4:.1f}" text-anchor="end">{int(t * 100)}%</text>')
     for i in range(5):
-        v = xmax * i / 4
+        v = step * i
         parts.append(f'<text x="{X(v):.1f}" y="{h - bottom + 16}" text-anchor="middle">{escape(fmt_money(v))}</text>')
     parts.append(f'<text x="{(left + w - right) / 2:.0f}" y="{h - 6}" text-anchor="middle" class="axis">'
                  'dollars per task</text>')  # fmt: skip
