@@ -506,3 +506,31 @@ def test_a_demo_folder_lists_its_runs_and_report(tmp_path, browser):
         assert browser.evaluate("[...document.querySelectorAll('#methods tbody tr')].map(tr => tr.cells[0].innerText)") == ["sale", "largest"]
         assert browser.errors == []
         not_blank(browser.screenshot(tmp_path / "demo-report.png"))
+
+
+def test_garbage_in_a_folder_never_makes_a_server_error(tmp_path):
+    """Fields of the wrong type, lines that are not records, a summary that is a list,
+    an auction record of the wrong shape, a path leading out of the folder."""
+    folder = tmp_path / "odd"
+    (folder / "auctions").mkdir(parents=True)
+    (folder / "results.jsonl").write_text("\n".join([
+        json.dumps({"task_id": "a", "dollars": "x", "tokens": None, "passed": "yes", "winner": 3, "tier_name": 7}),
+        "not json", "[1, 2]", json.dumps({"task_id": 5}),
+        json.dumps({"task_id": "b", "auction": "auctions/b.json", "trajectory": "../../../etc/passwd",
+                    "dollars": {"total": 0.5, "bid": "?"}, "passed": False}),
+    ]) + "\n")  # fmt: skip
+    (folder / "auctions" / "b.json").write_text(json.dumps({
+        "bids": ["oops", {"agent": "x", "jury": {"j": 3, "k": {"score": None, "imputed": True}}, "total": "low"}],
+        "weights": [1], "refinement": 5, "dropped": {"a": 1}, "phases": [], "winner": None,
+    }))  # fmt: skip
+    (folder / "summary.json").write_text("[1, 2]")
+    (folder / "ledger.jsonl").write_text('{"task": "b", "dollars": "many"}\nnonsense\n{"agent": "x"}\n')
+    with ViewServer(folder) as url:
+        for path in ("/", "/f/_/", "/f/_/task/a", "/f/_/task/b", "/f/_/summary", "/f/_/api/state",
+                     "/f/_/api/tasks?sort=dollars&desc=1", "/f/_/api/tasks?sort=winner&min_dollars=abc&limit=x",
+                     "/f/_/api/tasks?sort=tier_name", "/f/nope/", "/f/_/plot/cost_quality.png", "/f/_/task/"):
+            status, body = get(url + path)
+            assert status in (200, 404), (path, status, body[:300])
+        status, body = get(url + "/f/_/task/b")
+        assert status == 200 and "lies outside the folder" in body and "root:x:0" not in body
+        assert "summary.json is not a JSON object" in get(url + "/")[1]
