@@ -175,6 +175,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    """Serve a read-only web page over a run or bench folder."""
+    from sale.view.server import serve_forever
+
+    serve_forever(args.folder, host=args.host, port=args.port, say=_say)
+    return 0
+
+
 def _print_summary(summary: dict) -> None:
     p = summary["pass_at_1"]
     print(f"tasks {summary['tasks']}  pass@1 {p:.1%}" if p is not None else "no tasks")
@@ -233,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--state", default="sale-serve", help="state folder: bindings, memory, ledger, auctions (default: ./sale-serve)")
     sv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     sv.set_defaults(func=cmd_serve)
+
+    v = sub.add_parser("view", help="a read-only web page over a run or bench folder (on loopback)")
+    v.add_argument("folder", help="a run folder (sale run, sale demo), a bench folder (sale bench), or a folder holding them")
+    v.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765; 0: any free port)")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    v.set_defaults(func=cmd_view)
 
     from sale.evaluation import bench
 
