@@ -14,6 +14,8 @@ BID_FIELDS = ("agent", "kind", "text", "output_tokens", "entropy", "entropy_k", 
               "jury_term", "value", "total", "dollars")  # fmt: skip
 #: A jury score's fields shown in the cell; other fields are listed beside the score.
 SCORE_FIELDS = ("score", "imputed", "raw", "reason")
+# the usage of the call that gave a score (shown with the auction's calls, not per cell)
+USAGE_FIELDS = ("input_tokens", "cached_tokens", "output_tokens", "dollars", "latency_s")
 #: Bid-level maps (juror -> reason) of jurors not asked about this bid.
 SKIP_MAPS = ("pruned", "skipped", "jury_pruned", "jury_skipped", "not_asked")
 
@@ -59,7 +61,7 @@ def jury_cell(bid: dict[str, Any], juror: str) -> dict[str, Any]:
         "state": "pruned" if mark and entry.get("score") is None else "scored",
         "score": entry.get("score"), "raw": entry.get("raw"), "imputed": bool(entry.get("imputed")),
         "reason": str(entry.get("reason") or ""), "why": mark,
-        "other": {k: v for k, v in entry.items() if k not in SCORE_FIELDS and k not in ("pruned", "skipped", "asked")},
+        "other": {k: v for k, v in entry.items() if k not in SCORE_FIELDS + USAGE_FIELDS and k not in ("pruned", "skipped", "asked")},
     }  # fmt: skip
     return cell
 
