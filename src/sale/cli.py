@@ -135,7 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with RunLock(out):  # before the pool starts: a second run on this folder stops here
         summary = asyncio.run(go())
     _print_summary(summary)
-    _print_errors(summary, " ".join(_quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "sale run ...")
+    _print_errors(summary, " ".join(_quote(a) for a in getattr(args, "argv", None) or ["run", "..."]))
     return summary.get("exit_code", 0)
 
 
@@ -181,8 +181,8 @@ def _print_errors(summary: dict, command: str) -> None:
     code = summary.get("exit_code", 0)
     if stop.get("reason") == "budget":
         b = summary.get("budget", {})
-        print(f"stopped by the per-run budget (${b.get('per_run')}): ${b.get('spent', 0.0):.6f} spent, "
-              f"{stop.get('to_run', 0)} task(s) not run; {stop.get('message', '')[:300]}")
+        print(f"stopped by the per-run budget (${b.get('per_run'):g}): ${b.get('spent', 0.0):.6f} spent, "
+              f"{stop.get('not_started', 0)} task(s) not started; {stop.get('message', '')[:300]}")
         print("raise budget.per_run in the pool file and rerun the same command to go on")
     elif stop.get("reason") == "repeated_error":
         print(f"stopped early: {stop.get('message', '')[:400]}")
@@ -261,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # to say how to resume
         return args.func(args)
     except SaleError as exc:
         if debug:

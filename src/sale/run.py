@@ -339,7 +339,11 @@ class Runner:
             kind = ErrorKind.BUDGET
         forget = getattr(self.router, "forget", None)
         if forget is not None:
-            forget(task)
+            try:
+                forget(task)
+            except (SaleError, OSError) as err:
+                if kind is not ErrorKind.DISK:  # on a full disk the rerun replaces the record
+                    raise
         return TaskRecord(
             task_id=task.id, tier=task.tier, tier_name=task.tier_name, domain=task.domain,
             winner="", winner_kind="", passed=False, score=0.0,
@@ -526,6 +530,9 @@ def _write_error(exc: BaseException, path: Path | str) -> SaleError:
             where = cause.filename
             break
         cause = cause.__cause__ or cause.__context__
+    else:
+        named = re.match(r"(/[^:]+): ", str(exc))  # "PATH: write failed (...)" of the memory store
+        where = named.group(1) if named else where
     if is_disk_full(exc):
         return DiskFullError(f"no space left on device: {where}; free some space and rerun to resume")
     if isinstance(exc, OSError):

@@ -500,7 +500,8 @@ class SQLiteMemory:
                 changed = [self._conn.executemany(sql, rows).rowcount for sql, rows in statements]
                 self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                    self._conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
             raise MemoryStoreError(f"{self.path}: write failed ({exc})") from exc
