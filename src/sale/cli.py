@@ -241,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop once N tasks in a row errored alike, e.g. an endpoint is down (default 3; 0: never)")
     r.add_argument("--no-probe", dest="probe", action="store_false",
                    help="do not check that the pool's endpoints answer before the run")
+    r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
     r.set_defaults(func=cmd_run)
 
     d = sub.add_parser("demo", help="the shipped demo workload: auction vs the largest agent alone")

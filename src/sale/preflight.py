@@ -1,7 +1,8 @@
 """Checks made before a run touches its folder or starts a task.
 
-- `check_pool`: every section of the pool file a run reads (auction settings,
-  execution limits), and every local model file (present, and a GGUF file).
+- `check_pool`: every section of the pool file a run reads (auction settings and
+  their weights file, execution limits), and every local model file (present, and a
+  GGUF file).
 - `check_out_dir`: the run folder can be created and written (not a file, not
   read-only).
 - `probe_endpoints`: every remote endpoint answers ``GET {base_url}/models`` within a
@@ -28,7 +29,14 @@ def check_pool(config: PoolConfig, source: str) -> None:
     from sale.auction.settings import AuctionSettings
     from sale.llm.models import resolve_model
 
-    AuctionSettings.from_pool(config, source)
+    settings = AuctionSettings.from_pool(config, source)
+    weights = settings.weights_path()
+    if weights is not None:
+        from sale.auction.weights import Weights
+
+        if not weights.is_absolute() and Path(source).is_file():
+            weights = Path(source).parent / weights  # as the auction reads it
+        Weights.from_file(weights).check_jurors([a.name for a in config.agents])
     execution = dict(config.execution)
     fmt = execution.pop("action_format", "text")
     if fmt not in ("text", "tools"):
