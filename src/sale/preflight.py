@@ -43,6 +43,12 @@ def check_pool(config: PoolConfig, source: str) -> None:
         raise ConfigError(f"{source}: execution.action_format: got {fmt!r}; expected 'text' or 'tools'")
     Limits.from_mapping(execution, f"{source}: execution")
     for agent in config.agents:
+        key_env = agent.endpoint.api_key_env if agent.endpoint is not None else None
+        if key_env and key_env not in os.environ:
+            raise ConfigError(
+                f"{source}: agents '{agent.name}'.endpoint.api_key_env: environment variable {key_env} "
+                "is not set; export it or remove api_key_env"
+            )
         if agent.is_local:
             resolve_model(agent.model)  # in the cache or on disk, and a GGUF file
 
@@ -66,8 +72,9 @@ def _probe(url: str, key: str | None, timeout_s: float) -> str:
     request = urllib.request.Request(url.rstrip("/") + "/models", method="GET")
     if key:
         request.add_header("Authorization", f"Bearer {key}")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # as the client: no proxy
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s):
+        with opener.open(request, timeout=timeout_s):
             return ""
     except urllib.error.HTTPError as exc:
         if exc.code in (401, 403):

@@ -34,7 +34,7 @@ from sale.envs.base import Environment
 from sale.errors import ConfigError, DiskFullError, SaleError
 from sale.jsonl import JsonlWriter, read_jsonl, write_json_atomic
 from sale.llm.budget import PER_RUN, PER_TASK
-from sale.llm.ledger import Ledger, ledger_tags, summarise
+from sale.llm.ledger import Ledger, Totals, ledger_tags, summarise
 from sale.llm.pool import Pool
 from sale.outcomes import (
     EXIT_BUDGET, EXIT_ERRORED, EXIT_OK, EXIT_STOPPED, PER_TASK_KINDS, ErrorKind, OutcomeClass, TaskError,
@@ -353,11 +353,14 @@ class Runner:
             outcome=OutcomeClass.ERRORED.value, error_kind=kind.value, budget_limit=self._budget_limit(scope),
         ).as_dict()  # fmt: skip
 
-    def summary(self, tasks: list[Task], stop: dict[str, Any] | None = None) -> dict[str, Any]:
+    def summary(
+        self, tasks: list[Task], stop: dict[str, Any] | None = None, done: dict[str, dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
         """summary.json from the whole folder: the latest results line of every task of
         ``tasks`` and every entry of the ledger file (earlier processes included), so a
-        resumed run reports what a run straight through would."""
-        done = self.finished()
+        resumed run reports what a run straight through would. ``done``: the latest
+        results line of each task, when the caller holds them (else read back)."""
+        done = self.finished() if done is None else done
         records = [done[t.id] for t in tasks if t.id in done]
         summary = summarise_results(records, self.pool.names, self.pool.largest.name)
         budget = self.pool.budget
@@ -368,15 +371,14 @@ class Runner:
             },
             "not_started": list((stop or {}).get("not_started", [])),
         }
-        entries = [*self._ledger_before(), *self.pool.ledger.entries]
-        total = summarise(entries)
+        total, by_agent, by_phase = self._ledger_totals()
         summary["budget"]["spent"] = total.dollars  # every call the folder's ledger holds
         summary["ledger"] = {
             "calls": total.calls,
             "dollars": total.dollars,
             "tokens": total.tokens,
-            "by_agent": {k: v.as_dict() for k, v in summarise(entries, "agent").items()},
-            "by_phase": {k: v.as_dict() for k, v in summarise(entries, "phase").items()},
+            "by_agent": {k: v.as_dict() for k, v in by_agent.items()},
+            "by_phase": {k: v.as_dict() for k, v in by_phase.items()},
         }
         not_done = [t.id for t in tasks if not self.is_done(done.get(t.id))]
         summary["stop"] = {
@@ -387,6 +389,26 @@ class Runner:
         }
         summary["exit_code"] = run_exit_code(summary)
         return summary
+
+    def _ledger_totals(self) -> tuple[Totals, dict[str, Totals], dict[str, Totals]]:
+        """Totals of the whole ledger (earlier processes, then this one), overall, by
+        agent and by phase; kept up to date entry by entry."""
+        acc = getattr(self, "_ledger_acc", None)
+        if acc is None:
+            acc = self._ledger_acc = [0, Totals(), {}, {}]
+            for e in self._ledger_before():
+                self._add_entry(acc, e)
+        entries = self.pool.ledger.entries
+        for e in entries[acc[0]:]:
+            self._add_entry(acc, e)
+        acc[0] = len(entries)
+        return acc[1], acc[2], acc[3]
+
+    @staticmethod
+    def _add_entry(acc: list, e: Any) -> None:
+        acc[1].add(e)
+        acc[2].setdefault(e.agent, Totals()).add(e)
+        acc[3].setdefault(e.phase, Totals()).add(e)
 
     def _write_summary(self, summary: dict[str, Any]) -> None:
         path = self.out_dir / "summary.json"
@@ -500,7 +522,7 @@ class Runner:
                 pending_stop = ""  # stop before the next task, if there is one
                 if self.stop_after_errors and streak[1] >= self.stop_after_errors and kind != ErrorKind.BUDGET:
                     pending_stop = f"{streak[1]} tasks in a row errored ({kind}); last: {rec.get('error', '')}"[:600]
-                self._write_summary(self.summary(tasks, stop))
+                self._write_summary(self.summary(tasks, stop, done))
         if stop["reason"] == "" and budget.stopped_run:
             refused = next((r for r in budget.refusals if r.scope == PER_RUN), None)
             stop.update(reason="budget", message=refused.message if refused else "per-run budget reached")
