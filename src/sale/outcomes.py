@@ -141,12 +141,15 @@ def execution_error(reason: str, grade: dict[str, Any] | None = None) -> TaskErr
     return None
 
 
+_OUTCOMES = {c.value: c for c in OutcomeClass}
+
+
 def outcome_of(record: dict[str, Any]) -> OutcomeClass:
     """The class of a results.jsonl line (lines written before classes existed: an
     ``error`` means errored)."""
-    value = record.get("outcome")
-    if value in (c.value for c in OutcomeClass):
-        return OutcomeClass(value)
+    known = _OUTCOMES.get(record.get("outcome"))  # type: ignore[arg-type]
+    if known is not None:
+        return known
     if record.get("error"):
         return OutcomeClass.ERRORED
     return OutcomeClass.PASSED if record.get("passed") else OutcomeClass.FAILED

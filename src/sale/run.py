@@ -410,10 +410,12 @@ class Runner:
         acc[2].setdefault(e.agent, Totals()).add(e)
         acc[3].setdefault(e.phase, Totals()).add(e)
 
-    def _write_summary(self, summary: dict[str, Any]) -> None:
+    def _write_summary(self, summary: dict[str, Any], *, fsync: bool = False) -> None:
+        # Atomic (a rename): never half-written. Not fsynced after every task: it is
+        # computed from results.jsonl (fsynced), and any run on the folder rewrites it.
         path = self.out_dir / "summary.json"
         try:
-            write_json_atomic(path, summary)
+            write_json_atomic(path, summary, fsync=fsync)
         except OSError as exc:
             raise _write_error(exc, path) from exc
 
@@ -527,7 +529,7 @@ class Runner:
             refused = next((r for r in budget.refusals if r.scope == PER_RUN), None)
             stop.update(reason="budget", message=refused.message if refused else "per-run budget reached")
         summary = self.summary(tasks, stop)
-        self._write_summary(summary)
+        self._write_summary(summary, fsync=True)
         return summary
 
 
