@@ -492,3 +492,24 @@ def test_an_interrupt_during_imports_is_one_line(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert "Traceback" not in err, err
     assert proc.returncode == 130 and err.strip().startswith("interrupted"), err
+
+
+def test_a_conversation_the_agent_grew_past_the_context_is_its_failure(scripted, tmp_path):
+    """Only a prompt that does not fit from the start is an outage: an overflow after the
+    agent's own steps ends its run, graded (context_full)."""
+    honest = responder()
+
+    def answer(request):
+        if request["messages"][0].get("role") == "system":  # the executor
+            if len(request["messages"]) > 2:  # its second reply
+                return Reply("request (5000 tokens) exceeds the available context size (4096 tokens)", status=400)
+            return Reply("I look it up first.\nsearch: landmark")
+        return honest(request)
+
+    scripted.responder = answer
+    pool = write_pool(tmp_path / "pool.yaml", scripted.base_url)
+    out = tmp_path / "out"
+    assert run_cli(pool, write_tasks(tmp_path / "t.jsonl", 2), out) == 0
+    for r in latest(out).values():
+        assert r["reason"] == "context_full" and r["outcome"] == "failed" and not r["error"]
+    assert memory_tasks(out) == ["q0", "q1"]
