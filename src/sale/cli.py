@@ -208,6 +208,16 @@ def _print_summary(summary: dict) -> None:
 # ----------------------------------------------------------------------------- main
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="sale", description="Strategy auctions for pools of LLM agents.")
     ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -237,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-pull", dest="pull", action="store_false", help="do not fetch missing models")
     r.add_argument("--skip-errored", action="store_true",
                    help="keep tasks that errored in an earlier run as they are (default: run them again)")
-    r.add_argument("--stop-after-errors", type=int, default=3, metavar="N",
+    r.add_argument("--stop-after-errors", type=_count, default=3, metavar="N",
                    help="stop once N tasks in a row errored alike, e.g. an endpoint is down (default 3; 0: never)")
     r.add_argument("--no-probe", dest="probe", action="store_false",
                    help="do not check that the pool's endpoints answer before the run")
