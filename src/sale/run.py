@@ -9,14 +9,21 @@ A run directory holds everything a run produced: ``results.jsonl`` (one line per
 finished task, appended durably), ``summary.json``, ``memory.sqlite`` (the auction
 memory), ``ledger.jsonl`` (every call), ``auctions/`` (one auction record per task) and
 ``trajectories/`` (one JSONL trajectory per execution). A rerun with the same directory
-skips the tasks already in ``results.jsonl``, so an interrupted run loses nothing.
+skips the tasks already done in ``results.jsonl``, so an interrupted run loses nothing;
+one process at a time runs in a directory (`sale.runlock`).
+
+Every task ends passed, failed or errored (`sale.outcomes`): an errored task (the
+infrastructure failed) is recorded with ``outcome``, ``error_kind`` and ``error``, is
+taken out of the auction memory, is left out of pass@1, and is run again by the next
+run (a retried task has several lines; the last one counts). summary.json is rewritten
+after every task from the whole directory (`Runner.summary`).
 
 Budgets (the pool file's ``budget:`` section, `sale.llm.budget`): a call that could pass
 the per-task or per-run dollar limit is refused before it is made. A task with a
-refused call is recorded with ``budget`` naming the limit ("per_task" or "per_run"),
-and with reason "budget: ..." when the refusal ended it. After a per-run refusal no
-further task is started (a rerun with a larger budget resumes them); summary.json
-says so under ``budget``. A resumed run counts what its ledger recorded before.
+refused call is errored (kind "budget") with ``budget`` naming the limit ("per_task" or
+"per_run"). After a per-run refusal no further task is started, and a rerun starts
+none until the limit is raised; summary.json says so under ``budget`` and ``stop``. A
+resumed run counts what its ledger recorded before.
 """
 
 from __future__ import annotations
