@@ -170,7 +170,7 @@ def test_tiny_per_task_budget_stops_tasks_and_is_never_exceeded(scripted, tmp_pa
     pool.write_text(pool_text(scripted.base_url, {"per_task": per_task}))
     tasks = write_tasks(tmp_path / "tasks.jsonl", 4)
     out = tmp_path / "out"
-    assert cli(["run", "--pool", str(pool), "--tasks", str(tasks), "--out", str(out)]) == 0
+    assert cli(["run", "--pool", str(pool), "--tasks", str(tasks), "--out", str(out)]) == 3  # tasks errored
     results = list(read_jsonl(out / "results.jsonl"))
     assert [r["task_id"] for r in results] == ["q0", "q1", "q2", "q3"]  # every task recorded
     _, by_task = ledger_dollars(out / "ledger.jsonl")
@@ -185,7 +185,13 @@ def test_tiny_per_task_budget_stops_tasks_and_is_never_exceeded(scripted, tmp_pa
     summary = json.loads((out / "summary.json").read_text())
     assert summary["budget"]["per_task"] == per_task and summary["budget"]["run_stopped"] is False
     assert summary["budget"]["tasks_limited"]["per_task"] == [r["task_id"] for r in limited]
-    assert summary["budget_stopped_tasks"] == len(limited)
+    # a task that lost calls to the budget errored (kind budget): kept apart, not learned
+    assert all(r["outcome"] == "errored" and r["error_kind"] == "budget" for r in limited)
+    assert summary["errored_by_kind"]["budget"]["tasks"] == len(limited) == summary["errored"]
+    from sale.memory.store import SQLiteMemory
+
+    with SQLiteMemory(out / "memory.sqlite") as mem:
+        assert not {r["task_id"] for r in limited} & {rec.task_id for rec in mem}
 
 
 def test_per_run_budget_stops_the_run_and_a_resume_keeps_the_limit(scripted, tmp_path):
@@ -195,7 +201,7 @@ def test_per_run_budget_stops_the_run_and_a_resume_keeps_the_limit(scripted, tmp
     pool = tmp_path / "pool.yaml"
     per_run = 1.5
     pool.write_text(pool_text(scripted.base_url, {"per_run": per_run}))
-    assert cli(["run", "--pool", str(pool), "--tasks", str(tasks), "--out", str(out)]) == 0
+    assert cli(["run", "--pool", str(pool), "--tasks", str(tasks), "--out", str(out)]) == 4  # the budget stop
     spent, _ = ledger_dollars(out / "ledger.jsonl")
     assert spent <= per_run
     results = list(read_jsonl(out / "results.jsonl"))
@@ -203,6 +209,7 @@ def test_per_run_budget_stops_the_run_and_a_resume_keeps_the_limit(scripted, tmp
     assert summary["budget"]["run_stopped"] is True and summary["budget"]["refused_calls"] >= 1
     stopped = [r for r in results if r["budget"] == "per_run"]
     assert len(stopped) == 1 and stopped[0] is results[-1]  # the task that hit the limit, recorded last
+    assert stopped[0]["outcome"] == "errored" and stopped[0]["error_kind"] == "budget"
     assert summary["budget"]["tasks_limited"]["per_run"] == [stopped[0]["task_id"]]
     if not stopped[0]["reason"].startswith("budget: "):  # the refused calls were bids or jury calls
         auction = json.loads((out / stopped[0]["auction"]).read_text())
@@ -210,19 +217,19 @@ def test_per_run_budget_stops_the_run_and_a_resume_keeps_the_limit(scripted, tmp
     assert summary["budget"]["not_started"] == [f"q{i}" for i in range(len(results), 6)]
     assert summary["budget"]["not_started"], "the budget should stop the run before its end"
 
-    # A rerun with the same limit counts what was spent before: it tries one more task
-    # at most, stopped by the same limit, and the total stays under it.
-    assert cli(["run", "--pool", str(pool), "--tasks", str(tasks), "--out", str(out)]) == 0
-    assert ledger_dollars(out / "ledger.jsonl")[0] <= per_run
-    again = list(read_jsonl(out / "results.jsonl"))[len(results):]
-    assert len(again) <= 1 and all(r["budget"] == "per_run" for r in again)
+    # A rerun with the same limit starts no task and makes no call: the budget is spent.
+    calls = len(Ledger.read(out / "ledger.jsonl"))
+    assert cli(["run", "--pool", str(pool), "--tasks", str(tasks), "--out", str(out)]) == 4
+    assert len(Ledger.read(out / "ledger.jsonl")) == calls
+    assert list(read_jsonl(out / "results.jsonl")) == results
 
-    # A larger budget resumes the tasks the limit left unstarted.
+    # A larger budget resumes: the task the limit stopped runs again, then those not started.
     pool.write_text(pool_text(scripted.base_url, {"per_run": 100.0}))
     assert cli(["run", "--pool", str(pool), "--tasks", str(tasks), "--out", str(out)]) == 0
     ids = [r["task_id"] for r in read_jsonl(out / "results.jsonl")]
-    assert sorted(ids) == sorted(set(ids)) == [f"q{i}" for i in range(6)]
-    assert json.loads((out / "summary.json").read_text())["budget"]["run_stopped"] is False
+    assert ids == [r["task_id"] for r in results] + [f"q{i}" for i in range(len(results) - 1, 6)]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["budget"]["run_stopped"] is False and summary["errored"] == 0 and summary["tasks"] == 6
 
 
 @pytest.mark.llama

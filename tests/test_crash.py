@@ -148,3 +148,94 @@ def test_runs_killed_at_random_points_resume_to_the_reference(server, tmp_path):
         assert got["summary"] == want["summary"], f"trial {trial}"
     print("results left by each killed run:", landed)
     assert sum(0 < n < N_TASKS for n in landed) >= 3, f"too few kills landed mid-run: {landed}"
+
+
+# ----------------------------------------------------------------------------- llama.cpp servers
+
+
+def _servers_of(parent: int) -> list[int]:
+    """Pids of the llama.cpp server processes started by ``parent`` (alive or not yet reaped)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"sale.llm.local" in cmd and b"--parent-pid" in cmd and cmd[cmd.index(b"--parent-pid") + 1] == str(parent).encode():
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead, waiting to be reaped
+
+
+def _loading(pid: int) -> bool:
+    """The server process has loaded llama.cpp's library and is not answering yet."""
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if "xllamacpp" not in maps:
+        return False
+    port = int(cmd[cmd.index(b"--port") + 1])
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=0.2).read()
+        return False
+    except OSError:
+        return True
+
+
+def _serving(pid: int) -> bool:
+    import urllib.request
+
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        port = int(cmd[cmd.index(b"--port") + 1])
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=0.5).read()
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+@pytest.mark.llama
+@pytest.mark.parametrize("moment", ["spawned", "loading", "serving"])
+def test_a_killed_run_leaves_no_llama_server_behind(tiny_model, tmp_path, moment):
+    """kill -9 of `sale run` just after its servers were spawned, while they load the
+    model, and while they serve: every server process dies with it."""
+    pool = tmp_path / "pool.yaml"
+    pool.write_text("agents:\n" + "".join(
+        f"  - name: tiny-{k}\n    model: {tiny_model}\n    price: {{input: {k + 1}, output: {k + 1}}}\n"
+        f"    context: 512\n    generation: {{max_tokens: 8}}\n" for k in range(2)
+    ) + "execution: {max_steps: 2, max_output_tokens: 8}\n")  # fmt: skip
+    tasks = write_tasks(tmp_path / "tasks.jsonl", 20)
+    cmd = [sys.executable, "-m", "sale.cli", "run", "--pool", str(pool), "--tasks", str(tasks),
+           "--out", str(tmp_path / "out"), "--no-pull"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ready = {"spawned": lambda pid: True, "loading": _loading, "serving": _serving}[moment]
+    seen: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            servers = _servers_of(proc.pid)
+            seen.update(servers)
+            if servers and any(ready(pid) for pid in servers):
+                break
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert seen, "the run started no server before it was killed"
+    seen.update(_servers_of(proc.pid))  # one spawned in the last instant
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(_alive(pid) for pid in seen):
+        time.sleep(0.05)
+    assert not [pid for pid in seen if _alive(pid)], "a llama.cpp server outlived its killed parent"

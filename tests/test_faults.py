@@ -96,14 +96,16 @@ def pool_yaml(base_url: str, *, retries: int = 0, timeout_s: float = 2.0, extra:
     return text + "auction: {call_timeout_s: 0.25}\n" + extra
 
 
-def run(tmp_path: Path, srv, script: Faulty, *, pool_text: str | None = None, n_tasks: int = N_TASKS):
+def run(tmp_path: Path, srv, script: Faulty, *, pool_text: str | None = None, n_tasks: int = N_TASKS,
+        args: tuple[str, ...] = (), code: int = 0):
     """`sale run` in this process; returns (results, auction records by task, summary)."""
     srv.responder = script
     pool = tmp_path / "pool.yaml"
     pool.write_text(pool_text or pool_yaml(srv.base_url))
     tasks = write_tasks(tmp_path / "tasks.jsonl", n_tasks)
     out = tmp_path / "out"
-    assert cli(["run", "--pool", str(pool), "--tasks", str(tasks), "--out", str(out)]) == 0
+    got = cli(["run", "--pool", str(pool), "--tasks", str(tasks), "--out", str(out), *args])
+    assert got == code if isinstance(code, int) else got in code
     results = list(read_jsonl(out / "results.jsonl"))
     assert [r["task_id"] for r in results] == [f"q{i}" for i in range(n_tasks)]  # the run completed
     auctions = {r["task_id"]: json.loads((out / r["auction"]).read_text()) for r in results if r["auction"]}
@@ -158,7 +160,7 @@ def test_an_unreachable_bidder_drops_out(scripted, tmp_path):
     dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     text = scripted_pool_yaml(scripted.base_url, AGENTS[1:], timeout_s=2.0, max_retries=0)
     text = text.replace("agents:\n", "agents:\n" + scripted_pool_yaml(dead, AGENTS[:1], max_retries=0).split("\n", 1)[1], 1)
-    results, auctions, _ = run(tmp_path, scripted, Faulty(), pool_text=text)
+    results, auctions, _ = run(tmp_path, scripted, Faulty(), pool_text=text, args=("--no-probe",))
     for r in results:
         assert r["passed"] and r["winner"] != "flaky"
         assert "ClientConnectorError" in dropouts(auctions[r["task_id"]])[("flaky", "bidder")]
@@ -167,12 +169,16 @@ def test_an_unreachable_bidder_drops_out(scripted, tmp_path):
 def test_a_task_no_bidder_answers_is_recorded_and_the_next_task_runs(scripted, tmp_path):
     down = lambda n: Reply("down", status=500) if n == 1 else None  # noqa: E731 - every agent's 2nd bid
     faults = {("bid", name): down for name, _ in AGENTS}
-    results, auctions, summary = run(tmp_path, scripted, Faulty(faults))
+    results, auctions, summary = run(tmp_path, scripted, Faulty(faults), code=3)  # 3: tasks errored
     assert [bool(r["error"]) for r in results] == [False, True, False]
     assert "no bid survived" in results[1]["error"] and "HTTP 500" in results[1]["error"]
     assert results[1]["reason"] == "error" and not results[1]["passed"]
+    assert [r["outcome"] for r in results] == ["passed", "errored", "passed"]
+    assert results[1]["error_kind"] == "endpoint"
     assert results[0]["passed"] and results[2]["passed"]
-    assert summary["failed_tasks"] == 1 and summary["pass_at_1"] == pytest.approx(2 / 3)
+    # the outage is not counted against the agents: pass@1 is over the graded tasks
+    assert summary["errored"] == 1 and summary["graded"] == 2 and summary["pass_at_1"] == 1.0
+    assert summary["errored_by_kind"]["endpoint"]["tasks"] == 1
 
 
 # ----------------------------------------------------------------------------- jurors
@@ -238,12 +244,17 @@ def test_a_failing_executor_ends_its_task_with_a_reason(scripted, tmp_path, faul
     reply, reason = EXECUTE_FAULTS[fault]
     text = pool_yaml(scripted.base_url, retries=1 if "once" in fault else 0, timeout_s=0.3,
                      extra="execution: {max_steps: 3}\n")
-    results, _, summary = run(tmp_path, scripted, Faulty({("execute", "flaky"): reply}), pool_text=text)
+    outage = reason.startswith("llm_error")  # the endpoint failed, not the agent
+    results, _, summary = run(tmp_path, scripted, Faulty({("execute", "flaky"): reply}), pool_text=text,
+                              code=3 if outage else 0)
     for r in results:
         assert r["winner"] == "flaky"  # the cheapest agent, all bids scored alike
-        assert r["reason"].startswith(reason) and not r["error"]
+        assert r["reason"].startswith(reason)
         assert r["passed"] == (reason == "submitted")
+        assert r["outcome"] == ("errored" if outage else "passed" if r["passed"] else "failed")
+        assert bool(r["error"]) == outage and r["error_kind"] == ("endpoint" if outage else "")
         assert r["dollars"]["bid"] > 0  # the auction's calls are counted even when execution failed
+    assert summary["errored"] == (N_TASKS if outage else 0)
 
 
 # ----------------------------------------------------------------------------- everything at once
@@ -262,10 +273,10 @@ def test_random_faults_everywhere_never_crash_a_run(scripted, tmp_path):
     faults = {(k, name): chaos for k in ("bid", "jury", "refine", "execute") for name, _ in AGENTS}
     text = pool_yaml(scripted.base_url, retries=1, timeout_s=0.3, extra="execution: {max_steps: 3}\n")
     results, auctions, summary = run(tmp_path, scripted, Faulty(faults, quality={"big": 4}), pool_text=text,
-                                     n_tasks=8)
+                                     n_tasks=8, args=("--stop-after-errors", "0"), code=(0, 3))
     for r in results:
         assert r["reason"], r
-        if r["error"]:
+        if r["error"] and not r["winner"]:
             assert "no bid survived" in r["error"]
         else:
             assert r["winner"] in {name for name, _ in AGENTS}

@@ -95,6 +95,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sale.run import open_runner, progress_printer
     from sale.workloads.loaders import load_tasks
 
+    from sale.preflight import check_out_dir, check_pool, probe_endpoints
+    from sale.run import build_environments
+    from sale.runlock import RunLock
+    from sale.workloads.loaders import parse_spec
+
+    # Everything that can be checked is checked before the run folder is touched.
     pool_path = args.pool or default_pool_path()
     pool_config = load_pool_config(pool_path)  # a bad pool file stops the run before anything is written
     if args.grade is not None:
@@ -103,21 +109,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         GradeRule.parse(args.grade, "--grade")
     tasks = [t for spec in args.tasks for t in load_tasks(spec, limit=args.limit)]
     out = Path(args.out)
+    check_out_dir(out)
     if args.pull:
         _pull_missing(pool_path)
+    check_pool(pool_config, str(pool_path))
+    task_dirs = {parse_spec(spec)[1].resolve().parent for spec in args.tasks}
+    envs = build_environments(tasks, data_dir=args.data_dir, documents=args.documents, hide_paths=task_dirs)
+    if args.probe:
+        probe_endpoints(pool_config, str(pool_path))
 
     async def go() -> dict:
         pool = Pool(pool_config, ledger=Ledger(out / "ledger.jsonl"), source=str(pool_path))
         _say(f"{len(tasks)} tasks, pool {pool_path} ({', '.join(pool.names)}), writing {out}")
         async with pool:
-            from sale.workloads.loaders import parse_spec
-
-            task_dirs = {parse_spec(spec)[1].resolve().parent for spec in args.tasks}
-            runner = open_runner(pool, out, tasks, data_dir=args.data_dir, documents=args.documents, hide_paths=task_dirs,
-                                 grade=args.grade)
-            done = len(runner.finished())
-            if done:
-                _say(f"resuming: {done} task(s) already finished")
+            runner = open_runner(pool, out, tasks, envs=envs, grade=args.grade, retry_errored=not args.skip_errored,
+                                 stop_after_errors=args.stop_after_errors)
+            done = runner.finished()
+            finished = sum(runner.is_done(r) for r in done.values())
+            retried = len(done) - finished
+            if finished or retried:
+                _say(f"resuming: {finished} task(s) already finished" + (f", {retried} errored task(s) to retry" if retried else ""))
             progress = Progress(len(tasks), "run")
             try:
                 return await runner.run(tasks, on_task=progress_printer(progress))
@@ -125,9 +136,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                 progress.close()
                 pool.ledger.close()
 
-    summary = asyncio.run(go())
+    with RunLock(out):  # before the pool starts: a second run on this folder stops here
+        summary = asyncio.run(go())
     _print_summary(summary)
-    return 0
+    _print_errors(summary, " ".join(_quote(a) for a in getattr(args, "argv", None) or ["run", "..."]))
+    return summary.get("exit_code", 0)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -183,9 +196,41 @@ def cmd_view(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)
+
+
+def _print_errors(summary: dict, command: str) -> None:
+    """A line per error kind (tasks, first message), why the run stopped, how to go on,
+    and the exit code."""
+    from sale.outcomes import EXIT_BUDGET, EXIT_ERRORED, EXIT_STOPPED
+
+    for kind, info in summary.get("errored_by_kind", {}).items():
+        print(f"errored ({kind}): {info['tasks']} task(s); first: {info['first'][:300]}")
+    stop = summary.get("stop", {})
+    code = summary.get("exit_code", 0)
+    if stop.get("reason") == "budget":
+        b = summary.get("budget", {})
+        print(f"stopped by the per-run budget (${b.get('per_run'):g}): ${b.get('spent', 0.0):.6f} spent, "
+              f"{stop.get('not_started', 0)} task(s) not started; {stop.get('message', '')[:300]}")
+        print("raise budget.per_run in the pool file and rerun the same command to go on")
+    elif stop.get("reason") == "repeated_error":
+        print(f"stopped early: {stop.get('message', '')[:400]}")
+        print(f"{stop.get('to_run', 0)} task(s) left to run; once the cause is fixed, resume with: sale {command}")
+    elif summary.get("errored"):
+        print(f"{summary['errored']} task(s) errored and will be retried by: sale {command} (--skip-errored keeps them as they are)")
+    meaning = {EXIT_ERRORED: "tasks errored", EXIT_BUDGET: "budget stop", EXIT_STOPPED: "stopped early"}
+    if code:
+        print(f"exit code {code} ({meaning.get(code, 'error')})")
+
+
 def _print_summary(summary: dict) -> None:
     p = summary["pass_at_1"]
-    print(f"tasks {summary['tasks']}  pass@1 {p:.1%}" if p is not None else "no tasks")
+    errored = f"  errored {summary['errored']}" if summary.get("errored") else ""
+    graded = f" (of {summary['graded']} graded)" if summary.get("errored") else ""
+    print(f"tasks {summary['tasks']}  pass@1 {p:.1%}{graded}{errored}" if p is not None else f"no graded tasks{errored}")
     print(f"dollars {summary['dollars']:.6f}  largest agent ({summary['largest_agent']}) share {summary['largest_share']:.0%}")
     print("wins: " + ", ".join(f"{a} {s:.0%}" for a, s in summary["win_share"].items()))
     o = summary["auction_overhead"]
@@ -199,8 +244,19 @@ def _print_summary(summary: dict) -> None:
 # ----------------------------------------------------------------------------- main
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="sale", description="Strategy auctions for pools of LLM agents.")
+    ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = ap.add_subparsers(dest="command", required=True)
 
     m = sub.add_parser("models", help="list or pull local GGUF models")
@@ -226,6 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--limit", type=int, help="at most this many tasks from each source")
     r.add_argument("--grade", metavar="RULE", help="pass rule of search answers: em, match (default), f1:T or judge")
     r.add_argument("--no-pull", dest="pull", action="store_false", help="do not fetch missing models")
+    r.add_argument("--skip-errored", action="store_true",
+                   help="keep tasks that errored in an earlier run as they are (default: run them again)")
+    r.add_argument("--stop-after-errors", type=_count, default=3, metavar="N",
+                   help="stop once N tasks in a row errored alike, e.g. an endpoint is down (default 3; 0: never)")
+    r.add_argument("--no-probe", dest="probe", action="store_false",
+                   help="do not check that the pool's endpoints answer before the run")
+    r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
     r.set_defaults(func=cmd_run)
 
     d = sub.add_parser("demo", help="the shipped demo workload: auction vs the largest agent alone")
@@ -263,15 +326,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
+        args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # to say how to resume
         return args.func(args)
     except SaleError as exc:
-        _say(f"error: {exc}")
+        if debug:
+            raise
+        _say(f"error: {_one_line(str(exc))}")
         return 2
     except KeyboardInterrupt:
+        if debug:
+            raise
         _say("interrupted; finished work is kept, rerun to resume")
         return 130
+    except OSError as exc:
+        if debug:
+            raise
+        from sale.outcomes import is_disk_full
+
+        where = f": {exc.filename}" if exc.filename else ""
+        what = "no space left on device" if is_disk_full(exc) else (exc.strerror or str(exc))
+        _say(f"error: {what}{where}")
+        return 2
+    except Exception as exc:  # a bug: still one line, the traceback with --debug
+        if debug:
+            raise
+        _say(f"error: {type(exc).__name__}: {_one_line(str(exc))} (rerun with --debug for the traceback)")
+        return 1
+
+
+def _one_line(text: str) -> str:
+    """A message on one line (a multi-line one is joined with '; ')."""
+    return "; ".join(part.strip() for part in text.strip().splitlines() if part.strip())
 
 
 if __name__ == "__main__":

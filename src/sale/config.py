@@ -20,9 +20,11 @@ the field, the bad value and what is expected.
 
 from __future__ import annotations
 
+import re
 import reprlib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -54,10 +56,43 @@ class Price(_Strict):
         return ((input_tokens - cached) * self.input + cached * self.cached + output_tokens * self.output) / 1e6
 
 
+_HOST = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$")
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 class Endpoint(_Strict):
     base_url: str = Field(pattern=r"^https?://")
     model: str = Field(min_length=1)
     api_key_env: str | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        """An http(s) URL with a well-formed host and port (whether it answers is
+        checked before a run, by `sale.preflight.probe_endpoints`)."""
+        try:
+            parts = urlsplit(value)
+            host = parts.hostname or ""
+        except ValueError as exc:
+            raise ValueError(f"a well-formed http(s) URL ({exc})") from None
+        if not host or not (_HOST.match(host) or _is_ip(host)):
+            raise ValueError(f"an http(s) URL with a host name or address, like http://127.0.0.1:8000/v1; the host {host!r} is not one")
+        try:
+            parts.port
+        except ValueError:
+            raise ValueError(f"a port between 0 and 65535 in {value!r}") from None
+        if parts.query or parts.fragment:
+            raise ValueError("a base URL without ?query or #fragment, like http://127.0.0.1:8000/v1")
+        return value
 
 
 class Generation(_Strict):

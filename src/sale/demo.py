@@ -23,6 +23,7 @@ from sale.envs.base import Environment
 from sale.jsonl import JsonlWriter, read_jsonl
 from sale.llm.ledger import Ledger
 from sale.llm.pool import Pool
+from sale.outcomes import OutcomeClass, outcome_of
 from sale.progress import Progress
 from sale.routers.base import Decision
 from sale.run import Runner, as_task_result, build_environments, open_runner, progress_printer, safe_name
@@ -120,8 +121,12 @@ async def run_demo(
                             limits=sale_runner.limits, action_format=sale_runner.action_format)  # fmt: skip
     largest_summary = await _run(largest_runner, tasks, "largest")
 
+    # graded tasks only: an errored task (the infrastructure failed) says nothing of either method
+    graded = lambda r: outcome_of(r) is not OutcomeClass.ERRORED  # noqa: E731
     sale_recs = {r["task_id"]: r for r in read_jsonl(out / "sale" / "results.jsonl")}
     big_recs = {r["task_id"]: r for r in read_jsonl(out / "largest" / "results.jsonl")}
+    sale_recs = {k: r for k, r in sale_recs.items() if graded(r)}
+    big_recs = {k: r for k, r in big_recs.items() if graded(r)}
     results = {
         "sale": [as_task_result(sale_recs[t.id], "sale", largest) for t in tasks if t.id in sale_recs],
         "largest": [as_task_result(big_recs[t.id], "largest", largest) for t in tasks if t.id in big_recs],

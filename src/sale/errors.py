@@ -46,3 +46,11 @@ def require(module: str, extra: str, purpose: str):
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise MissingExtraError(module, extra, purpose) from exc
+
+
+class DiskFullError(SaleError):
+    """A write failed because the disk (or the user's quota) is full; names the path."""
+
+
+class RunLockedError(SaleError):
+    """Another process is running in the same run folder."""

@@ -93,8 +93,9 @@ def write_json_atomic(path: str | Path, data: Any, *, fsync: bool = True) -> Non
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    text = json.dumps(data, indent=2, ensure_ascii=False)  # one write, not one per token
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, ensure_ascii=False)
+        fh.write(text)
         fh.flush()
         if fsync:
             os.fsync(fh.fileno())

@@ -10,7 +10,8 @@ a malformed reply, a failing tool or a failing endpoint.
 Limits end the loop by raising `_Ended` internally; the reason is recorded:
 "submitted", "max_steps", "max_tokens", "max_dollars", "max_wall_s", "malformed",
 "repeated" (a coding agent ran the same code that defines the task's function again:
-it has nothing more to try, and that code is graded), "llm_error: ..." or "budget: ...".
+it has nothing more to try, and that code is graded), "context_full" (the conversation
+grew past the model's context), "llm_error: ..." or "budget: ...".
 
 When the task is a coding task (its grading names an ``entry_point``) and the run ends
 without an answer, or with an answer that does not define that function (small models
@@ -43,7 +44,7 @@ from sale.agent.actions import (
 )  # fmt: skip
 from sale.envs.base import Environment, Tool
 from sale.errors import BudgetExceeded, ConfigError
-from sale.llm.client import Completion, LLMError
+from sale.llm.client import Completion, ContextOverflow, LLMError
 from sale.llm.ledger import ledger_tags
 from sale.workloads.task import Task
 
@@ -396,6 +397,10 @@ async def execute(
             reason = end.reason
         except BudgetExceeded as exc:  # before LLMError: a refused call is both
             reason = f"budget: {exc}"[:400]
+        except ContextOverflow as exc:
+            # The opening prompt does not fit: the task cannot run on this agent. A
+            # conversation the agent itself grew past the context ends its run.
+            reason = f"llm_error: {exc.reason}"[:400] if episode.steps == 0 else "context_full"
         except LLMError as exc:
             reason = f"llm_error: {exc.reason}"[:400]
         outcome = await _graded(episode, env, task, reason, grade_last_code)

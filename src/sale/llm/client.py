@@ -56,6 +56,28 @@ class LLMResponseError(LLMError):
     """The endpoint answered 200 with a body that is not a valid chat completion."""
 
 
+class ContextOverflow(LLMHTTPError):
+    """The endpoint refused the call because its prompt does not fit the model's
+    context (llama.cpp, vLLM, SGLang and OpenAI each say so in their own words)."""
+
+    def __init__(self, agent: str, endpoint: str, status: int, body: str):
+        super().__init__(agent, endpoint, status, body)
+        self.reason = f"context overflow: the prompt does not fit this model's context (HTTP {status}: {body[:300]})"
+        self.args = (f"agent '{agent}' at {endpoint}: {self.reason}",)
+
+
+#: What endpoints say when a prompt is larger than the context.
+CONTEXT_MARKERS = (
+    "exceed_context_size", "exceeds the available context", "maximum context length",
+    "context_length_exceeded", "context length", "prompt is too long", "too many tokens",
+)  # fmt: skip
+
+
+def is_context_overflow(status: int, body: str) -> bool:
+    low = body.lower()
+    return status in (400, 413, 422) and any(m in low for m in CONTEXT_MARKERS)
+
+
 # ----------------------------------------------------------------------------- results
 
 
@@ -288,6 +310,8 @@ class ChatClient:
                         if resp.status == 429:
                             wait = _retry_after(resp.headers, wait)
                         elif resp.status < 500:
+                            if is_context_overflow(resp.status, body):
+                                raise ContextOverflow(self.agent, self.url, resp.status, body)
                             raise last  # 4xx other than 429: retrying will not help
                 except asyncio.TimeoutError:
                     last = LLMTimeoutError(self.agent, self.url, f"no answer within {timeout.total:g} s")

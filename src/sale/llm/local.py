@@ -58,6 +58,15 @@ class LlamaServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self, timeout_s: float = 120.0) -> "LlamaServer":
+        self.spawn()
+        return self.wait_ready(timeout_s)
+
+    def spawn(self) -> "LlamaServer":
+        """Start the server process (it dies with this process, see `_die_with_parent`).
+
+        Called from the thread that lives as long as the server should (the kernel's
+        parent-death signal follows the thread that started the process).
+        """
         if self.proc is not None:
             return self
         self.port = free_port()
@@ -68,10 +77,17 @@ class LlamaServer:
             sys.executable, "-m", "sale.llm.local",
             "--model", str(self.model), "--port", str(self.port),
             "--ctx", str(self.ctx * self.parallel), "--parallel", str(self.parallel),
-            "--threads", str(self.threads),
+            "--threads", str(self.threads), "--parent-pid", str(os.getpid()),
         ]  # fmt: skip
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return self
+
+    def wait_ready(self, timeout_s: float = 120.0) -> "LlamaServer":
+        """Wait until the spawned server answers /health; raises ModelError if it exits
+        or does not answer within ``timeout_s``."""
+        if self.proc is None:
+            raise ModelError(f"llama.cpp server for '{self.name}' was not started")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -89,7 +105,12 @@ class LlamaServer:
         raise ModelError(f"llama.cpp server for '{self.name}' did not become ready in {timeout_s:g} s (log: {self.log_path})")
 
     async def astart(self, timeout_s: float = 120.0) -> "LlamaServer":
-        return await asyncio.to_thread(self.start, timeout_s)
+        self.spawn()  # in the event loop's thread, which outlives the server
+        try:
+            return await asyncio.to_thread(self.wait_ready, timeout_s)
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -109,7 +130,41 @@ class LlamaServer:
         self.stop()
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int | None) -> None:
+    """Make this process die whenever its parent dies, from now on.
+
+    The kernel's parent-death signal (Linux) kills it even while the model loads (C
+    code that holds the interpreter). If the parent died before the signal was set,
+    this process was already handed to another parent: it exits at once. A thread
+    also watches the parent's pid, for systems without the signal.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no prctl here
+            pass
+    if parent is None:
+        parent = os.getppid()
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.2)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _serve(args: argparse.Namespace) -> None:
+    _die_with_parent(args.parent_pid)
     import xllamacpp
 
     params = xllamacpp.CommonParams()
@@ -124,11 +179,8 @@ def _serve(args: argparse.Namespace) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    # Exit with the parent: a crashed run must not leave servers behind.
-    parent = os.getppid()
-    while not stop.wait(0.5):
-        if os.getppid() != parent:
-            break
+    while not stop.wait(0.5):  # until SIGTERM or SIGINT; the parent's death kills it (see above)
+        pass
     # Exit at once: a graceful shutdown would first finish the requests still queued,
     # which nobody is waiting for any more.
     os._exit(0)
@@ -141,6 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ctx", type=int, default=4096)
     ap.add_argument("--parallel", type=int, default=1)
     ap.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
+    ap.add_argument("--parent-pid", type=int, help="exit when this process is no longer the parent")
     _serve(ap.parse_args(argv))
 
 

@@ -226,5 +226,12 @@ def resolve_model(ref: str, *, pull_missing: bool = False) -> Path:
         raise ModelError(f"model '{ref}' is not in the cache ({cache_dir()}); run: sale models pull {ref}")
     path = Path(ref).expanduser()
     if path.is_file():
+        try:
+            with open(path, "rb") as fh:
+                magic = fh.read(4)
+        except OSError as exc:
+            raise ModelError(f"model '{ref}': cannot read {path} ({exc.strerror or exc})") from None
+        if magic != b"GGUF":
+            raise ModelError(f"model '{ref}': {path} is not a GGUF file (it starts with {magic!r}, not b'GGUF')")
         return path
     raise ModelError(f"model '{ref}' is neither a catalogue name ({', '.join(CATALOGUE)}) nor an existing GGUF file")

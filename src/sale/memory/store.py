@@ -227,6 +227,16 @@ class _VectorIndex:
         keep = len(ids) - 1 - last
         self._mat[slots[keep]] = np.asarray(mat, dtype=np.float32)[keep]
 
+    def remove(self, task_id: str) -> None:
+        """Drop the vector of ``task_id`` (the others keep their order)."""
+        slot = self._slot.pop(task_id, None)
+        if slot is None:
+            return
+        self._mat = np.delete(self._mat[: self._n], slot, axis=0)
+        del self._ids[slot]
+        self._n -= 1
+        self._slot = {tid: i for i, tid in enumerate(self._ids)}
+
     def search(self, query: np.ndarray, k: int, exclude: str | None = None) -> list[tuple[str, float]]:
         """Top-k (task_id, cosine) by descending similarity; ties broken by insertion order."""
         if self._n == 0 or k <= 0:
@@ -292,6 +302,12 @@ class InMemoryMemory:
             if task_id not in self._records:
                 raise MemoryStoreError(f"in-memory auction memory: no auction for task '{task_id}'")
             self._records[task_id].passed = None if passed is None else bool(passed)
+
+    def discard(self, task_id: str) -> None:
+        """Forget the auction of ``task_id`` (a task that errored, to be run again)."""
+        with self._lock:
+            self._records.pop(task_id, None)
+            self._index.remove(task_id)
 
     def __iter__(self) -> Iterator[AuctionRecord]:
         with self._lock:
@@ -468,6 +484,14 @@ class SQLiteMemory:
         if changed == 0:
             raise MemoryStoreError(f"{self.path}: no auction for task '{task_id}'")
 
+    def discard(self, task_id: str) -> None:
+        """Forget the auction of ``task_id`` (a task that errored, to be run again)."""
+        with self._lock:
+            self._write([("DELETE FROM auctions WHERE task_id = ?", [(task_id,)]),
+                         ("DELETE FROM embeddings WHERE task_id = ?", [(task_id,)])])
+            if self._index is not None:
+                self._index.remove(task_id)
+
     def _write(self, statements: list[tuple[str, list[tuple]]]) -> int:
         """Run each (sql, rows) in one committed transaction; rows changed by the first."""
         try:
@@ -476,7 +500,8 @@ class SQLiteMemory:
                 changed = [self._conn.executemany(sql, rows).rowcount for sql, rows in statements]
                 self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                    self._conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
             raise MemoryStoreError(f"{self.path}: write failed ({exc})") from exc

@@ -94,3 +94,10 @@ class SALERouter:
     def observe(self, task: Task, decision: Decision, passed: bool | None) -> None:
         """Store the execution's outcome with the task's auction in the memory."""
         self.memory.set_outcome(task.id, passed)
+
+    def forget(self, task: Task) -> None:
+        """Take the auction of ``task`` out of the memory: its task errored (the
+        infrastructure failed), so it says nothing about the bids."""
+        discard = getattr(self.memory, "discard", None)
+        if discard is not None:
+            discard(task.id)
