@@ -217,7 +217,10 @@ def test_task_page_shows_bids_jury_matrix_winner_trajectory_and_calls(run_dir, b
             for text, bid in zip(shown, auction["bids"], strict=True):
                 score = bid["jury"][juror]
                 assert text.startswith(f"{score['score']:.2f}")
-                assert f"wrote {score['raw']:.0f}" in text
+                if score["raw"] is not None:
+                    assert f"wrote {score['raw']:.0f}" in text
+                else:  # no digit written: imputed, and pruned when the juror was not asked
+                    assert "imputed" in text and ("pruned" in text) == (score.get("asked") is False)
         weight_cells = browser.evaluate("[...document.querySelectorAll('#jury-matrix td.w')].map(td => td.innerText)")
         assert weight_cells == [f"{w:,.4f}" for w in weights.values()]
 
