@@ -217,10 +217,12 @@ def test_task_page_shows_bids_jury_matrix_winner_trajectory_and_calls(run_dir, b
             for text, bid in zip(shown, auction["bids"], strict=True):
                 score = bid["jury"][juror]
                 assert text.startswith(f"{score['score']:.2f}")
-                if score.get("asked", True):
+                if score["raw"] is not None:
                     assert f"wrote {score['raw']:.0f}" in text
-                else:  # exact jury pruning skipped the call: marked, with why
-                    assert "pruned" in text and score["skipped"] in text
+                else:  # no digit written: imputed, and pruned when the juror was not asked
+                    assert "imputed" in text and ("pruned" in text) == (score.get("asked") is False)
+                    if score.get("asked") is False:  # exact pruning skipped the call: why is shown
+                        assert score["skipped"] in text
         weight_cells = browser.evaluate("[...document.querySelectorAll('#jury-matrix td.w')].map(td => td.innerText)")
         assert weight_cells == [f"{w:,.4f}" for w in weights.values()]
 
@@ -269,7 +271,8 @@ def test_a_run_still_going_then_killed(tmp_path, browser):
                 browser.wait_for("document.querySelectorAll('#pending li').length === 1", timeout_s=60)
                 assert [r[1] for r in table_rows(browser)] == ["geo/q0", "geo/q1"]
                 assert "geo/q2" in browser.text("#pending")
-                assert "summary.json is not written yet" in browser.text("#summary")
+                # summary.json is rewritten after every task: it covers the two finished
+                assert browser.text("#summary").split("\n")[:2] == ["TASKS FINISHED", "2"]
                 responder.gates[2].set()
                 # the same page, not reloaded, grows to four tasks while task 4 is held
                 browser.evaluate("window.notReloaded = true")
@@ -284,7 +287,7 @@ def test_a_run_still_going_then_killed(tmp_path, browser):
                 proc.wait()
                 browser.goto(url + "/")
                 assert [r[1] for r in wait_rows(browser, 4)] == [f"geo/q{i}" for i in range(4)]
-                assert "summary.json is not written yet" in browser.text("#summary")
+                assert browser.text("#summary").split("\n")[:2] == ["TASKS FINISHED", "4"]
                 browser.wait_for("document.querySelector('#pending').innerText.includes('geo/q4')")
                 browser.click("#pending a")
                 browser.wait_for("document.querySelector('#task-id') !== null")

@@ -33,6 +33,7 @@ from markupsafe import Markup, escape
 from sale.view.files import inside, read_trajectory
 from sale.view.folders import PLOTS, BenchFolder, RunFolder, Site, outcome_of
 from sale.view.records import auction_view, columns
+from sale.view.served import ServeFolder
 
 STATIC = Path(__file__).with_name("static")
 
@@ -227,10 +228,38 @@ def build_app(folder: str | Path) -> FastAPI:
                     orderings=orderings, plots=f.plots(), config=f.config(), problems=problems, main_tables=main_tables,
                     many=len(site.folders()) > 1, tasks=len(f.tasks), cells=sum(len(c) for c in f.cells.values()))  # fmt: skip
 
+    def serve_page(request: Request, f: ServeFolder) -> HTMLResponse:
+        f.refresh()
+        initial = f.query({})
+        return page(request, "served.html", f=f, title=f"served tasks {f.name}", many=len(site.folders()) > 1,
+                    initial=json.dumps(initial).replace("</", "<\\/"))  # fmt: skip
+
+    def serve_task(request: Request, f: ServeFolder, key: str) -> HTMLResponse:
+        f.refresh()
+        binding = f.binding(key)
+        calls = f.ledger_calls(key)
+        if binding is None and not calls:
+            return missing(request, "no such task", f"task {key!r} has no binding and no call in {f.path}")
+        problems = [f.db_problem] if f.db_problem else []
+        if binding is None:
+            problems.append("no binding for this task key: its calls are in the ledger, its binding is not in bindings.sqlite")
+        auction, auction_problem = f.auction((binding or {}).get("auction"))
+        retrieved = _retrieved(f, auction, lambda tid: f.auction((f.binding(tid) or {}).get("auction"))[0],
+                               lambda tid: f"/f/{f.fid}/task/{quote(tid, safe='')}")  # fmt: skip
+        return page(
+            request, "task.html", title=f"task {key}", f=f, task_id=key, rec=None, problems=problems,
+            a=auction_view(auction) if auction else None, auction_problem=auction_problem, trajectory=None,
+            calls=calls, call_columns=columns(calls, ("agent", "phase", "input_tokens", "output_tokens", "dollars", "latency_s", "ok", "error", "ts")),
+            ledger_note="" if f.ledger.exists else "no ledger.jsonl in this folder yet", retrieved=retrieved,
+            back=f"/f/{f.fid}/", back_label=f"served tasks {f.name}", result_fields=[], bench=None, served=binding,
+        )  # fmt: skip
+
     def folder_page(request: Request, fid: str) -> HTMLResponse:
         f = site.folder(fid)
         if f is None:
             return missing(request, "no such folder", f"{fid!r} is not a run or bench folder under {site.root}")
+        if isinstance(f, ServeFolder):
+            return serve_page(request, f)
         return run_page(request, f) if isinstance(f, RunFolder) else bench_page(request, f)
 
     @app.get("/", response_class=HTMLResponse)
@@ -249,6 +278,9 @@ def build_app(folder: str | Path) -> FastAPI:
     @app.get("/f/{fid}/api/tasks")
     def api_tasks(request: Request, fid: str) -> JSONResponse:
         f = site.folder(fid)
+        if isinstance(f, ServeFolder):
+            f.refresh()
+            return JSONResponse(f.query(dict(request.query_params)))
         if not isinstance(f, RunFolder):
             return JSONResponse({"error": f"{fid!r} is not a run folder"}, status_code=404)
         f.refresh()
@@ -280,6 +312,8 @@ def build_app(folder: str | Path) -> FastAPI:
     @app.get("/f/{fid}/task/{task_id:path}", response_class=HTMLResponse)
     def run_task(request: Request, fid: str, task_id: str) -> HTMLResponse:
         f = site.folder(fid)
+        if isinstance(f, ServeFolder):
+            return serve_task(request, f, task_id)
         if not isinstance(f, RunFolder):
             return missing(request, "no such run", f"{fid!r} is not a run folder under {site.root}")
         f.refresh()

@@ -51,9 +51,11 @@ def safe_name(task_id: str) -> str:
 
 
 def folder_kind(path: Path) -> str | None:
-    """"bench", "run" or None: what ``path`` holds."""
+    """"bench", "run", "serve" or None: what ``path`` holds."""
     if not path.is_dir():
         return None
+    if (path / "bindings.sqlite").is_file():
+        return "serve"  # a `sale serve` state folder
     if any((path / n).exists() for n in ("bench.json", "rounds.jsonl", "matrix.jsonl")):
         return "bench"
     summary = path / "summary.json"
@@ -504,6 +506,15 @@ class BenchFolder:
 # ----------------------------------------------------------------------------- the site
 
 
+def _serve_folder(path: Path, root: Path, fid: str) -> Any:
+    from sale.view.served import ServeFolder
+
+    return ServeFolder(path, root, fid)
+
+
+_FOLDERS = {"run": RunFolder, "bench": BenchFolder, "serve": _serve_folder}
+
+
 class Site:
     """The folders under ``root``, found anew as they appear."""
 
@@ -539,7 +550,7 @@ class Site:
             for fid, (path, k) in found.items():
                 have = self._folders.get(fid)
                 if have is None or have.kind != k or have.path != path:
-                    self._folders[fid] = (RunFolder if k == "run" else BenchFolder)(path, self.root, fid)
+                    self._folders[fid] = _FOLDERS[k](path, self.root, fid)
             for fid in list(self._folders):
                 if fid not in found:
                     del self._folders[fid]
