@@ -1,0 +1,272 @@
+"""The tests' side of a grading run: ``main.py`` of the tests' sandbox, never imported.
+
+Reads its settings from the first line of stdin, runs the task's setup, binds the
+names the answer's process offers (data as data; the answer's functions, classes and
+other objects as `Remote` references whose calls cross to that process), runs the
+tests, and writes the verdict (a JSON object) to its verdict pipe. No code of the
+answer runs in this process: what comes back from it is rebuilt from data, and a
+`Remote` compares equal only to itself, so the verdict is this process's alone.
+"""
+
+import builtins
+import json
+import os
+import sys
+import traceback
+import types
+
+_cfg = json.loads(sys.stdin.readline())
+_REQ, _RESP, _VERDICT = _cfg["req"], _cfg["resp"], _cfg["verdict"]
+sys.stdin = open(os.devnull)
+
+def _enter_shared(path):
+    """Work in the directory shared with the other process (files the tests make are
+    the answer's to read, and the other way round); temporary files go there too."""
+    import tempfile
+
+    os.chdir(path)
+    os.environ["TMPDIR"] = path
+    tempfile.tempdir = path
+
+_here = os.getcwd()
+sys.path[:] = [p for p in sys.path if p not in (_here, "", ".")] + [_here]  # wire module last
+
+import _sale_wire as _wire  # noqa: E402
+
+sys.path.remove(_here)
+_ANSWER_MODULES = ("solution_under_test", "__main__")
+_limits_hit = []
+
+
+class AnswerGone(BaseException):
+    """The answer's process ended, so it cannot answer a call."""
+
+
+class AnswerExit(BaseException):
+    """The answer raised SystemExit, KeyboardInterrupt or another non-Exception."""
+
+
+_LIBRARIES = ("numpy", "pandas", "scipy", "matplotlib")
+
+
+def _importable(name):
+    """Whether the tests' process may import module ``name`` for the answer: the
+    standard library and the data libraries, never a file of the answer's."""
+    top = name.split(".")[0]
+    return name in sys.modules or top in sys.stdlib_module_names or top in _LIBRARIES
+
+
+def _resolve(module, qualname):
+    """The class ``module.qualname`` from a module the tests' process has already
+    imported (the answer names it; nothing is imported for it), or None."""
+    if not module or module in _ANSWER_MODULES or "<locals>" in qualname:
+        return None
+    try:
+        target = builtins if module == "builtins" else sys.modules[module]
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    except Exception:  # noqa: BLE001
+        return None
+    return target
+
+
+def _claimed_class(type_names):
+    for module, qualname in type_names:
+        cls = _resolve(module, qualname)
+        if isinstance(cls, type) and cls is not object:
+            return cls
+    return None
+
+
+def _request(message):
+    try:
+        _wire.send(_REQ, message)
+        reply = _wire.receive(_RESP)
+    except OSError:
+        reply = None
+    if reply is None:
+        raise AnswerGone("the answer's process ended before it answered")
+    if "exc" in reply:
+        raise _rebuild(reply["exc"])
+    return _decoder.decode(reply.get("ok"))
+
+
+def _rebuild(info):
+    names = info.get("type") or []
+    limit = info.get("limit")
+    if limit and limit not in _limits_hit:
+        _limits_hit.append(limit)
+    cls = None
+    for module, qualname in names:
+        found = _resolve(module, qualname)
+        if isinstance(found, type) and issubclass(found, BaseException):
+            cls = found
+            break
+    if cls is None or not issubclass(cls, Exception):
+        cls = AnswerExit  # SystemExit and the like: the call did not return
+    elif names and [names[0][0], names[0][1]] != [cls.__module__, cls.__qualname__]:
+        cls = type(names[0][1].rsplit(".", 1)[-1], (cls,), {"__module__": "answer"})
+    try:
+        args = _decoder.decode(info.get("args") or [])
+        exc = cls(*args)
+    except Exception:  # noqa: BLE001
+        exc = cls.__new__(cls)
+        exc.args = tuple(info.get("args") or ())
+    exc.add_note("--- raised in the answer's process ---\n" + str(info.get("text", "")).rstrip())
+    return exc
+
+
+class Remote:
+    """An object of the answer's, in the answer's process."""
+
+    __slots__ = ("_sale_ref", "_sale_class", "__weakref__")
+
+    def __init__(self, ref):
+        object.__setattr__(self, "_sale_ref", ref)
+        object.__setattr__(self, "_sale_class", None)
+
+    def _ask(self, op, **more):
+        return _request({"op": op, "ref": self._sale_ref["id"], **more})
+
+    @property
+    def __class__(self):
+        if self._sale_class is None:
+            # an instance claims its library class (isinstance(ax, Axes) holds); a class
+            # of the answer's is no class here (unittest's loader must not take it for one)
+            names = [] if self._sale_ref.get("kind") == "class" else self._sale_ref.get("type", [])
+            object.__setattr__(self, "_sale_class", _claimed_class(names) or Remote)
+        return self._sale_class
+
+    def __call__(self, *args, **kwargs):
+        return self._ask("call", args=_encoder.encode(list(args)),
+                         kwargs=[[k, _encoder.encode(v)] for k, v in kwargs.items()])
+
+    def __getattr__(self, name):
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        return self._ask("getattr", name=name)
+
+    def __len__(self):
+        return self._ask("len")
+
+    def __iter__(self):
+        return iter(self._ask("items"))
+
+    def __getitem__(self, key):
+        return self._ask("getitem", key=_encoder.encode(key))
+
+    def __bool__(self):
+        return self._ask("bool")
+
+    def __str__(self):
+        return self._ask("str")
+
+    def __repr__(self):
+        try:
+            return self._ask("repr")
+        except Exception:  # noqa: BLE001
+            return f"<answer's object #{self._sale_ref['id']}>"
+
+    def __setattr__(self, name, value):
+        raise AttributeError("the answer's objects cannot be changed from the tests")
+
+
+def _decode_ref(x):
+    # Always a reference, even for what the answer says is a library's function or
+    # class: a name the answer binds must not turn into code of its choosing here.
+    return Remote(x)
+
+
+def _encode_ref(obj):
+    if type(obj) is Remote:
+        return {"$": "ref", "id": object.__getattribute__(obj, "_sale_ref")["id"]}
+    raise _wire.WireError(f"a {type(obj).__name__} of the tests cannot be passed to the answer")
+
+
+_decoder = _wire.Decoder(ref=_decode_ref)
+_encoder = _wire.Encoder(ref=_encode_ref)
+
+
+def _bind(namespace, names):
+    """Bind the answer's names, except builtins (``abs`` stays the tests' ``abs``;
+    only the entry point may have a builtin's name) and
+    what the setup imported (``math`` stays the tests' ``math``); a module the answer
+    imported is imported here, from the standard library or the data libraries."""
+    protected = {name for name, value in namespace.items()
+                 if isinstance(value, types.ModuleType)
+                 or getattr(value, "__module__", "graded_tests") != "graded_tests"}
+    for name, value in names.items():
+        if name in protected or not isinstance(name, str):
+            continue
+        if hasattr(builtins, name) and name != _cfg.get("entry_point"):
+            continue  # a task may ask for a function named like a builtin (``sum``)
+        if isinstance(value, dict) and value.get("$") == "module":
+            module = value.get("v")
+            if not isinstance(module, str) or not _importable(module):
+                continue
+            import importlib
+
+            try:
+                namespace[name] = importlib.import_module(module)
+            except Exception:  # noqa: BLE001 - not installed here
+                continue
+        else:
+            namespace[name] = _decoder.decode(value)
+
+
+def _run(source, filename, namespace):
+    exec(compile(source, filename, "exec", dont_inherit=True), namespace)
+
+
+def main():
+    verdict = {"passed": False}
+    module = types.ModuleType("graded_tests")
+    module.__builtins__ = builtins
+    namespace = module.__dict__
+    sys.modules["graded_tests"] = module
+    try:
+        for name in ("setup.py",):
+            with open(os.path.join(_here, name), encoding="utf-8") as handle:
+                _run(handle.read(), name, namespace)
+        first = _wire.receive(_RESP)
+        if first is None:
+            raise AnswerGone("the answer's process ended before it loaded")
+        if "error" in first:
+            raise _rebuild(first["error"])
+        _bind(namespace, first.get("names", {}))
+        with open(os.path.join(_here, "tests.py"), encoding="utf-8") as handle:
+            tests = handle.read()
+        _enter_shared(_cfg["cwd"])
+        style = _cfg["style"]
+        _run(tests, "tests.py", namespace)
+        if style == "humaneval":
+            namespace["check"](namespace[_cfg["entry_point"]])
+            verdict["passed"] = True
+        elif style == "asserts":
+            verdict["passed"] = True
+        else:
+            import unittest
+
+            suite = unittest.defaultTestLoader.loadTestsFromModule(module)
+            if suite.countTestCases() == 0:
+                raise RuntimeError("grading error: the tests define no test case")
+            result = unittest.TextTestRunner(stream=sys.stderr, verbosity=2).run(suite)
+            verdict.update(passed=result.wasSuccessful(), tests_run=result.testsRun,
+                           failures=len(result.failures), errors=len(result.errors))
+    except BaseException:  # noqa: BLE001 - any failure of the tests is a failed grade
+        traceback.print_exc()
+        verdict["passed"] = False
+    verdict["limits"] = _limits_hit
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001
+            pass
+    try:
+        os.write(_VERDICT, json.dumps(verdict).encode())
+    except OSError:
+        os._exit(2)
+    os._exit(0 if verdict["passed"] else 1)
+
+
+main()
