@@ -71,7 +71,13 @@ def _resolve(module, qualname):
 
 
 def _claimed_class(type_names):
+    """The library class an object of the answer's says it is an instance of (so that
+    ``isinstance(ax, Axes)`` holds), never a builtin, numpy or pandas class: values of
+    those cross as data, and a reference must not pass for one."""
     for module, qualname in type_names:
+        if not isinstance(module, str) or module == "builtins" or module.split(".")[0] in (
+                "numpy", "pandas"):
+            continue
         cls = _resolve(module, qualname)
         if isinstance(cls, type) and cls is not object:
             return cls
