@@ -414,3 +414,41 @@ def plot(values):
     wrong = wrong.replace('set_title("bars")', 'set_title("bar")')
     bad = await env.grade(task, wrong)
     assert not bad.passed and bad.detail["failures"] == 1, bad.detail["stderr_tail"]
+
+
+async def test_patches_and_random_seeds_of_the_tests_reach_the_answer(env):
+    tests = '''
+import io, random, unittest
+from unittest.mock import patch
+
+class TestShared(unittest.TestCase):
+    @patch(__name__ + ".choice", return_value=7)
+    def test_a_patched_name_of_the_answer(self, mock_choice):
+        self.assertEqual(pick([1, 2, 3]), 7)
+        mock_choice.assert_called_once_with([1, 2, 3])
+
+    def test_a_seed_the_tests_set(self):
+        random.seed(3)
+        expected = [random.randint(0, 100) for _ in range(5)]
+        random.seed(3)
+        self.assertEqual(draws(5), expected)
+        self.assertEqual(random.randint(0, 100), (random.seed(3), [random.randint(0, 100) for _ in range(6)])[1][5])
+
+    @patch("sys.stdout", new_callable=io.StringIO)
+    def test_printed_output(self, stdout):
+        shout("hi")
+        self.assertEqual(stdout.getvalue(), "HI\\n")
+'''
+    answer = '''
+import random
+from random import choice
+def pick(xs):
+    return choice(xs)
+def draws(n):
+    return [random.randint(0, 100) for _ in range(n)]
+def shout(text):
+    print(text.upper())
+'''
+    task = _task({"style": "unittest", "entry_point": "pick", "setup": "", "tests": tests})
+    grade = await env.grade(task, answer)
+    assert grade.passed and grade.detail["tests_run"] == 3, grade.detail["stderr_tail"]

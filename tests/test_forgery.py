@@ -222,7 +222,7 @@ async def test_a_cheat_is_not_graded_as_passed(grader, cheat, style):
 @pytest.mark.parametrize("cheat", list(LIMITED))
 async def test_a_cheat_that_hits_a_limit_fails_with_the_limit_named(cheat, style):
     code, reason = LIMITED[cheat]
-    grader = CodingEnvironment(grade_limits=Limits(wall_s=4, cpu_s=4, memory_mb=512, nproc=32))
+    grader = CodingEnvironment(grade_limits=Limits(wall_s=8, cpu_s=8, memory_mb=512, nproc=32))
     grade = await grader.grade(_task(style), code.replace("{entry}", "mean"))
     assert not grade.passed
     assert grade.detail["reason"] == reason, grade.detail

@@ -85,16 +85,87 @@ def _claimed_class(type_names):
 
 
 def _request(message):
+    """Send the answer's process a request and wait for its reply, serving what it asks
+    of the tests' objects meanwhile (a mock the tests patched in, a function passed)."""
     try:
         _wire.send(_REQ, message)
-        reply = _wire.receive(_RESP)
+        while True:
+            reply = _wire.receive(_RESP)
+            if reply is None or "op" not in reply:
+                break
+            _wire.send(_REQ, _serve_answer(reply))
     except OSError:
         reply = None
     if reply is None:
         raise AnswerGone("the answer's process ended before it answered")
+    if isinstance(reply.get("rng"), dict):
+        _set_rng_state(reply["rng"])
     if "exc" in reply:
         raise _rebuild(reply["exc"])
     return _decoder.decode(reply.get("ok"))
+
+
+def _rng_state():
+    """The global random generators' states (``random``'s, and numpy's where the tests
+    imported it): a call carries them to the answer and back, so that the two
+    processes draw from them as one process would (a test seeds, the answer draws)."""
+    state = {"random": _encoder.encode(__import__("random").getstate())}
+    np = sys.modules.get("numpy")
+    if np is not None:
+        state["numpy"] = _encoder.encode(np.random.get_state())
+    return state
+
+
+def _set_rng_state(state):
+    try:
+        if "random" in state:
+            __import__("random").setstate(_wire.Decoder().decode(state["random"]))
+        np = sys.modules.get("numpy")
+        if np is not None and "numpy" in state:
+            np.random.set_state(_wire.Decoder().decode(state["numpy"]))
+    except Exception:  # noqa: BLE001 - a state that is not one: ignored
+        pass
+
+
+# The tests' objects the answer was handed (arguments that are not data, what the tests
+# patched in, and what using those returned), by number. The answer may use only these,
+# and only their public attributes and a fixed set of operations.
+_own = {}
+_DUNDERS = {"len": len, "items": list, "bool": bool, "str": str, "repr": repr,
+            "enter": lambda o: o.__enter__(), "exit": lambda o: o.__exit__(None, None, None),
+            "next": next}
+
+
+def _serve_answer(message):
+    try:
+        number = message.get("tref")
+        if number not in _own:
+            raise LookupError(f"no object #{number} of the tests'")
+        target = _own[number]
+        op = message.get("op")
+        if op == "call":
+            args = _decoder.decode(message.get("args", []))
+            kwargs = {k: _decoder.decode(v) for k, v in message.get("kwargs", [])}
+            result = target(*args, **kwargs)
+        elif op == "getattr":
+            name = message.get("name")
+            if not isinstance(name, str) or name.startswith("_"):
+                raise AttributeError(f"the answer may not read attribute {name!r} of the tests' objects")
+            result = getattr(target, name)
+        elif op == "getitem":
+            result = target[_decoder.decode(message.get("key"))]
+        elif op in _DUNDERS:
+            result = _DUNDERS[op](target)
+        else:
+            raise ValueError(f"unknown request {op!r}")
+        return {"ok": _encoder.encode(result)}
+    except Exception as exc:  # noqa: BLE001 - raised in the answer's process
+        try:
+            args = _encoder.encode(list(exc.args))
+        except Exception:  # noqa: BLE001
+            args = [str(exc)]
+        return {"exc": {"type": [[c.__module__, c.__qualname__] for c in type(exc).__mro__],
+                        "args": args, "text": f"{type(exc).__name__}: {exc}"}}
 
 
 def _rebuild(info):
@@ -145,7 +216,8 @@ class Remote:
 
     def __call__(self, *args, **kwargs):
         return self._ask("call", args=_encoder.encode(list(args)),
-                         kwargs=[[k, _encoder.encode(v)] for k, v in kwargs.items()])
+                         kwargs=[[k, _encoder.encode(v)] for k, v in kwargs.items()],
+                         rng=_rng_state())
 
     def __getattr__(self, name):
         if name.startswith("__") and name.endswith("__"):
@@ -186,7 +258,51 @@ def _decode_ref(x):
 def _encode_ref(obj):
     if type(obj) is Remote:
         return {"$": "ref", "id": object.__getattribute__(obj, "_sale_ref")["id"]}
-    raise _wire.WireError(f"a {type(obj).__name__} of the tests cannot be passed to the answer")
+    for number, known in _own.items():
+        if known is obj:
+            return {"$": "tref", "id": number}
+    number = len(_own) + 1
+    _own[number] = obj
+    return {"$": "tref", "id": number}
+
+
+def _patch_both_sides():
+    """Make unittest.mock's patches reach the answer's process too: what a test patches
+    in (``random.choice``, ``builtins.open``, a name of the tests' module, which is the
+    answer's module there) is put in place there as a reference to the tests' object."""
+    from unittest import mock
+
+    enter, leave = mock._patch.__enter__, mock._patch.__exit__
+
+    def __enter__(self):
+        result = enter(self)
+        try:
+            target = self.getter()
+            if isinstance(target, types.ModuleType):
+                module, qualname = target.__name__, []
+            elif isinstance(target, type):
+                module, qualname = target.__module__, target.__qualname__.split(".")
+            else:
+                return result
+            value = _encoder.encode(getattr(target, self.attribute))
+            self._sale_token = _request({"op": "patch", "ref": None, "module": module,
+                                         "qualname": qualname, "attribute": self.attribute,
+                                         "value": value})
+        except Exception:  # noqa: BLE001 - not there in the answer's process: tests only
+            self._sale_token = None
+        return result
+
+    def __exit__(self, *exc_info):
+        token = getattr(self, "_sale_token", None)
+        if token is not None:
+            self._sale_token = None
+            try:
+                _request({"op": "unpatch", "ref": None, "token": token})
+            except Exception:  # noqa: BLE001
+                pass
+        return leave(self, *exc_info)
+
+    mock._patch.__enter__, mock._patch.__exit__ = __enter__, __exit__
 
 
 _decoder = _wire.Decoder(ref=_decode_ref)
@@ -240,6 +356,7 @@ def main():
         if "error" in first:
             raise _rebuild(first["error"])
         _bind(namespace, first.get("names", {}))
+        _patch_both_sides()
         with open(os.path.join(_here, "tests.py"), encoding="utf-8") as handle:
             tests = handle.read()
         _enter_shared(_cfg["cwd"])
