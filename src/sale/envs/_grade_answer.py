@@ -20,11 +20,10 @@ sys.stdin = open(os.devnull)  # the answer reads no input of the grader's
 def _enter_shared(path):
     """Work in the directory shared with the other process (files the tests make are
     the answer's to read, and the other way round); temporary files go there too."""
-    import tempfile
-
     os.chdir(path)
-    os.environ["TMPDIR"] = path
-    tempfile.tempdir = path
+    os.environ["TMPDIR"] = path  # read by tempfile when first used
+    if "tempfile" in sys.modules:
+        sys.modules["tempfile"].tempdir = path
 
 
 import _sale_wire as _wire  # noqa: E402
@@ -129,6 +128,8 @@ class TestsObject:
         return self._ask("getattr", name=name)
 
     def __setattr__(self, name, value):
+        if name.startswith("__") and name.endswith("__"):
+            return  # e.g. matplotlib setting __signature__ on a function the tests patched
         raise AttributeError("the tests' objects cannot be changed from the answer")
 
     def __len__(self):

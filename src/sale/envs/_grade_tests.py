@@ -12,7 +12,6 @@ import builtins
 import json
 import os
 import sys
-import traceback
 import types
 
 _cfg = json.loads(sys.stdin.readline())
@@ -22,11 +21,10 @@ sys.stdin = open(os.devnull)
 def _enter_shared(path):
     """Work in the directory shared with the other process (files the tests make are
     the answer's to read, and the other way round); temporary files go there too."""
-    import tempfile
-
     os.chdir(path)
-    os.environ["TMPDIR"] = path
-    tempfile.tempdir = path
+    os.environ["TMPDIR"] = path  # read by tempfile when first used
+    if "tempfile" in sys.modules:
+        sys.modules["tempfile"].tempdir = path
 
 _here = os.getcwd()
 sys.path[:] = [p for p in sys.path if p not in (_here, "", ".")] + [_here]  # wire module last
@@ -106,10 +104,12 @@ def _request(message):
 
 
 def _rng_state():
-    """The global random generators' states (``random``'s, and numpy's where the tests
-    imported it): a call carries them to the answer and back, so that the two
+    """The global random generators' states (``random``'s, and numpy's, where the tests
+    imported them): a call carries them to the answer and back, so that the two
     processes draw from them as one process would (a test seeds, the answer draws)."""
-    state = {"random": _encoder.encode(__import__("random").getstate())}
+    if "random" not in sys.modules:
+        return None
+    state = {"random": _encoder.encode(sys.modules["random"].getstate())}
     np = sys.modules.get("numpy")
     if np is not None:
         state["numpy"] = _encoder.encode(np.random.get_state())
@@ -377,6 +377,8 @@ def main():
             verdict.update(passed=result.wasSuccessful(), tests_run=result.testsRun,
                            failures=len(result.failures), errors=len(result.errors))
     except BaseException:  # noqa: BLE001 - any failure of the tests is a failed grade
+        import traceback
+
         traceback.print_exc()
         verdict["passed"] = False
     verdict["limits"] = _limits_hit

@@ -13,7 +13,6 @@ A message is 8 bytes of length (big-endian) and that many bytes of UTF-8 JSON.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import os
@@ -125,6 +124,8 @@ class Encoder:
         if isinstance(x, str):
             return str.__str__(x)
         if isinstance(x, (bytes, bytearray)):
+            import base64
+
             return {"$": "bytearray" if isinstance(x, bytearray) else "bytes",
                     "v": base64.b64encode(bytes(x)).decode("ascii")}
         if isinstance(x, complex):
@@ -284,6 +285,8 @@ class Decoder:
         if tag == "float":
             return float(v)
         if tag in ("bytes", "bytearray"):
+            import base64
+
             data = base64.b64decode(v)
             return bytearray(data) if tag == "bytearray" else data
         if tag == "complex":
