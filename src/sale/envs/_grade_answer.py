@@ -284,7 +284,7 @@ def main():
             names[name] = _encoder.encode(value)
         except Exception:  # noqa: BLE001 - a name that cannot be offered is left out
             continue
-    _reply({"names": names})
+    _reply({"names": names, "modules": _library_modules()})
     while True:
         try:
             message = _wire.receive(_REQ)
@@ -316,6 +316,18 @@ def _rng_state():
     return state
 
 
+_seen_modules = [0]
+
+
+def _library_modules():
+    """The data libraries' public modules imported here (the tests import them too)."""
+    _seen_modules[0] = len(sys.modules)
+    libraries = ("numpy", "pandas", "scipy", "matplotlib")
+    return sorted((n for n in list(sys.modules) if n.split(".")[0] in libraries
+                   and not any(p.startswith("_") for p in n.split("."))),
+                  key=lambda n: (n.count("."), n))
+
+
 def _answer(message):
     try:
         result = {"ok": _encoder.encode(_serve(message))}
@@ -326,6 +338,8 @@ def _answer(message):
             result["rng"] = _rng_state()
         except Exception:  # noqa: BLE001
             pass
+    if len(sys.modules) != _seen_modules[0]:
+        result["modules"] = _library_modules()
     _reply(result)
 
 

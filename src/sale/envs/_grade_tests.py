@@ -98,6 +98,8 @@ def _request(message):
         raise AnswerGone("the answer's process ended before it answered")
     if isinstance(reply.get("rng"), dict):
         _set_rng_state(reply["rng"])
+    if isinstance(reply.get("modules"), list):
+        _mirror_imports(reply["modules"])
     if "exc" in reply:
         raise _rebuild(reply["exc"])
     return _decoder.decode(reply.get("ok"))
@@ -305,7 +307,30 @@ def _patch_both_sides():
     mock._patch.__enter__, mock._patch.__exit__ = __enter__, __exit__
 
 
-_decoder = _wire.Decoder(ref=_decode_ref)
+def _tuple_class(module, qualname):
+    """A library's tuple subclass (matplotlib's BarContainer, scipy's results) that an
+    answer's result is an instance of; never one from elsewhere."""
+    if not isinstance(module, str) or module.split(".")[0] not in _LIBRARIES:
+        return None
+    return _resolve(module, qualname)
+
+
+def _mirror_imports(modules):
+    """Import the library submodules the answer imported, in packages the tests use too,
+    so that ``matplotlib.axes`` is an attribute here as it is in one process."""
+    import importlib
+
+    for name in modules:
+        if (isinstance(name, str) and name not in sys.modules
+                and name.split(".")[0] in _LIBRARIES and name.split(".")[0] in sys.modules
+                and not any(part.startswith("_") for part in name.split("."))):
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001
+                continue
+
+
+_decoder = _wire.Decoder(ref=_decode_ref, tuple_class=_tuple_class)
 _encoder = _wire.Encoder(ref=_encode_ref)
 
 
@@ -361,7 +386,9 @@ def main():
             tests = handle.read()
         _enter_shared(_cfg["cwd"])
         style = _cfg["style"]
+        _mirror_imports(first.get("modules", []))
         _run(tests, "tests.py", namespace)
+        _mirror_imports(first.get("modules", []))
         if style == "humaneval":
             namespace["check"](namespace[_cfg["entry_point"]])
             verdict["passed"] = True

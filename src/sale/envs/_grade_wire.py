@@ -132,6 +132,14 @@ class Encoder:
             return {"$": "complex", "v": [_float(x.real), _float(x.imag)]}
         if isinstance(x, tuple) and hasattr(t, "_fields") and module == "collections":
             pass  # a namedtuple of the answer's: a plain tuple below
+        if isinstance(x, tuple):  # a namedtuple, a library's tuple (BarContainer)
+            fields = getattr(t, "_fields", None)
+            if not (isinstance(fields, tuple) and all(type(f) is str for f in fields)
+                    and len(fields) == len(x)):
+                fields = None
+            return {"$": "subtuple", "type": [module, getattr(t, "__qualname__", "")],
+                    "fields": list(fields) if fields else None,
+                    "v": [self.encode(v, depth + 1) for v in tuple.__iter__(x)]}
         if isinstance(x, (list, tuple, set, frozenset, dict)):
             if isinstance(x, dict):
                 return {"$": "dict", "v": [[self.encode(k, depth + 1), self.encode(v, depth + 1)]
@@ -264,8 +272,9 @@ class Encoder:
 class Decoder:
     """Decodes what `Encoder` wrote; ``ref`` rebuilds a reference (None: refused)."""
 
-    def __init__(self, ref=None):
+    def __init__(self, ref=None, tuple_class=None):
         self.ref = ref
+        self.tuple_class = tuple_class  # (module, qualname) -> a tuple subclass or None
 
     def decode(self, x):
         if isinstance(x, list):
@@ -320,6 +329,8 @@ class Decoder:
             return datetime.timedelta(days=v[0], seconds=v[1], microseconds=v[2])
         if tag == "ellipsis":
             return Ellipsis
+        if tag == "subtuple":
+            return self._subtuple(x)
         if tag == "np":
             return self._np_scalar(x)
         if tag == "ndarray":
@@ -345,6 +356,25 @@ class Decoder:
         if tag == "frame":
             return self._frame(x)
         raise WireError(f"unknown value tag {tag!r}")
+
+    def _subtuple(self, x):
+        """A tuple of a subclass: the library's own class where ``tuple_class`` finds
+        it, else a namedtuple made here with the same fields, else a plain tuple."""
+        items = tuple(self.decode(v) for v in x["v"])
+        module, qualname = (x.get("type") or ["", ""])[:2]
+        cls = self.tuple_class(module, qualname) if self.tuple_class else None
+        if isinstance(cls, type) and issubclass(cls, tuple):
+            return tuple.__new__(cls, items)
+        fields = x.get("fields")
+        if fields:
+            import collections
+
+            try:
+                name = str(qualname).rsplit(".", 1)[-1] or "namedtuple"
+                return collections.namedtuple(name, fields)._make(items)
+            except (ValueError, TypeError):
+                pass
+        return items
 
     def _np_scalar(self, x):
         import numpy as np
