@@ -10,7 +10,8 @@ A coding task's ``grading`` has the normalised form
     {"style": "humaneval" | "asserts" | "unittest",
      "tests": str,              # Python source
      "entry_point": str | None, # the function the tests call
-     "setup": str}              # optional prelude run before the answer (imports)
+     "setup": str}              # optional prelude, run before the answer and before
+                                # the tests (imports; for HumanEval the whole stub)
 
 - ``humaneval``: ``tests`` defines ``check(candidate)``; the grader calls
   ``check(<entry_point>)``.
@@ -19,13 +20,16 @@ A coding task's ``grading`` has the normalised form
   grader loads and runs them (an ``if __name__ == "__main__"`` block in them is inert).
 
 Grading runs two sandboxed processes (`sale.envs.sandbox`, each with the sandbox's
-full isolation and its own uid): the answer's process imports the setup and the
-answer and serves calls; the tests' process runs the setup and the tests, with the
-answer's functions and classes bound as references whose calls cross a pair of pipes,
-arguments and results carried as data (JSON, with tagged numpy and pandas values;
-never pickle). Nothing the answer does in its own process (patching builtins or
-unittest, printing, exit hooks, ``sys.exit``, an always-equal result) reaches the
-tests' process, and the verdict is what that process writes to a pipe of its own.
+full isolation, in pid namespaces of their own, sharing only a scratch directory): the
+answer's process imports the setup and the answer and serves calls; the tests' process
+runs the setup and the tests, with the answer's functions and classes bound as
+references whose calls cross a pair of pipes, arguments and results carried as data
+(JSON, with tagged numpy and pandas values; never pickle; see `_grade_wire`,
+`_grade_answer` and `_grade_tests`). Nothing the answer does in its own process
+(patching builtins or unittest, printing, exit hooks, ``sys.exit``, an always-equal
+result) reaches the tests' process, and the verdict is what that process writes to a
+pipe of its own. What the tests patch with unittest.mock and the global random
+generators' states reach the answer's process, as they would in one process.
 
 ``CodingEnvironment(boundary=False)`` keeps the earlier one-process grader (answer
 and tests in one module, passing when the program prints a token from its stdin):
