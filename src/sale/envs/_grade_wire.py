@@ -130,8 +130,6 @@ class Encoder:
                     "v": base64.b64encode(bytes(x)).decode("ascii")}
         if isinstance(x, complex):
             return {"$": "complex", "v": [_float(x.real), _float(x.imag)]}
-        if isinstance(x, tuple) and hasattr(t, "_fields") and module == "collections":
-            pass  # a namedtuple of the answer's: a plain tuple below
         if isinstance(x, tuple):  # a namedtuple, a library's tuple (BarContainer)
             fields = getattr(t, "_fields", None)
             if not (isinstance(fields, tuple) and all(type(f) is str for f in fields)
