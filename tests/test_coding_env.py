@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import re
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from sale.envs.base import Environment, Tool
 from sale.envs.coding import CodingEnvironment, extract_code, normalise_grading
 from sale.envs.sandbox import Limits
 from sale.errors import TaskFileError
+from sale.workloads.loaders import load_tasks
 from sale.workloads.task import Task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -220,20 +220,31 @@ def _records(name: str, count: int, keep=lambda r: True) -> list[dict]:
     return records
 
 
-_IMPORT = re.compile(r"^(?:from\s+\S+\s+import\s+.+|import\s+.+)$")
-
-
 @pytest.mark.shared_data
 async def test_humaneval_reference_solutions_pass_and_swapped_ones_fail(env):
     records = _records("humaneval.jsonl", 3)
-    tasks = [_task({"style": "humaneval", "tests": r["test"], "entry_point": r["entry_point"],
-                    "setup": "\n".join(ln for ln in r["prompt"].splitlines() if _IMPORT.match(ln))},
-                   r["task_id"]) for r in records]
+    tasks = {t.metadata["original_id"]: t for t in load_tasks(f"humaneval:{CODING_DATA / 'humaneval.jsonl'}")}
     answers = [f"```python\n{r['prompt']}{r['canonical_solution']}```" for r in records]
-    for i, task in enumerate(tasks):
+    for i, record in enumerate(records):
+        task = tasks[record["task_id"]]
         assert (await env.grade(task, answers[i])).passed, task.id
-        swapped = await env.grade(task, answers[(i + 1) % len(tasks)])
+        swapped = await env.grade(task, answers[(i + 1) % len(records)])
         assert not swapped.passed, task.id
+
+
+@pytest.mark.shared_data
+async def test_humaneval_answers_may_use_the_helpers_their_stub_defines(env):
+    """HumanEval/10, /32, /38 and /50 define a helper next to the entry point; an answer
+    with only the entry point passes, as with prompt + completion officially."""
+    records = _records("humaneval.jsonl", 164, keep=lambda r: r["task_id"] in {
+        "HumanEval/10", "HumanEval/32", "HumanEval/38", "HumanEval/50"})
+    tasks = {t.metadata["original_id"]: t for t in load_tasks(f"humaneval:{CODING_DATA / 'humaneval.jsonl'}")}
+    assert len(records) == 4
+    for record in records:
+        prompt = record["prompt"]
+        only_entry = prompt[prompt.index(f"def {record['entry_point']}("):] + record["canonical_solution"]
+        grade = await env.grade(tasks[record["task_id"]], only_entry)
+        assert grade.passed, (record["task_id"], grade.detail["stderr_tail"])
 
 
 @pytest.mark.shared_data
@@ -270,3 +281,174 @@ async def test_dataframebench_reference_solutions_pass_and_wrong_ones_fail(env):
         assert grade.detail["tests_run"] > 0
         other = records[(i + 1) % len(records)]["ground_truth"]["pandas"]
         assert not (await env.grade(task, other)).passed, task.id
+
+
+# ------------------------------------------------- official semantics across the boundary
+
+
+async def test_stub_helpers_are_in_scope_for_an_answer_that_defines_only_the_entry_point(env):
+    stub = ("def is_even(n: int) -> bool:\n    return n % 2 == 0\n\n\n"
+            "def evens(xs):\n    \"\"\"The even numbers of xs.\"\"\"\n")
+    task = _task({"style": "humaneval", "entry_point": "evens", "setup": stub,
+                  "tests": "def check(candidate):\n    assert candidate([1, 2, 4]) == [2, 4]\n"})
+    assert (await env.grade(task, "def evens(xs):\n    return [x for x in xs if is_even(x)]\n")).passed
+    assert not (await env.grade(task, "def other(xs):\n    return xs\n")).passed  # the stub returns None
+
+
+async def test_an_answer_that_reassigns_stdout_and_prints_a_lot_still_passes(env):
+    answer = ("import io, sys\nsys.stdout = io.StringIO()\nprint('x' * 10_000)\n"
+              "def add(a, b):\n    sys.stdout = sys.__stdout__\n"
+              "    for _ in range(2000):\n        print('noise ' * 20)\n    return a + b\n")
+    grade = await env.grade(ADD_HUMANEVAL, answer)
+    assert grade.passed, grade.detail
+
+
+async def test_sets_floats_exceptions_and_objects_compare_as_in_one_process(env):
+    tests = '''
+import math
+assert pairs([1, 2, 2]) == {(1, 2), (2, 2)} and isinstance(pairs([]), set)
+assert math.isnan(ratio(0.0, 0.0)) and ratio(1.0, 3.0) == 1 / 3 and ratio(-0.0, 1.0) == 0.0
+assert math.copysign(1, ratio(-0.0, 1.0)) == -1
+try:
+    ratio(1, "x")
+except TypeError as exc:
+    assert "unsupported" in str(exc)
+else:
+    raise AssertionError("no TypeError")
+try:
+    check_positive(-1)
+except ValueError as exc:  # a subclass of ValueError the answer defines
+    assert type(exc).__name__ == "Negative" and exc.args == ("-1 is negative",)
+else:
+    raise AssertionError("no ValueError")
+box = Box(3)
+assert box.size == 3 and box.doubled() == 6 and len(box) == 3 and list(box) == [0, 1, 2]
+assert grow(box).size == 4 and box != Box(3)  # the answer's objects equal only themselves
+assert list(gen(3)) == [0, 1, 2] and gen(3) != [0, 1, 2]
+'''
+    answer = '''
+import math
+from itertools import product
+def pairs(xs):
+    return {(a, b) for a, b in product(xs, xs) if a < b or (a == b == 2)}
+def ratio(a, b):
+    if a == 0 and b == 0:
+        return math.nan
+    return a / b
+class Negative(ValueError):
+    pass
+def check_positive(n):
+    if n < 0:
+        raise Negative(f"{n} is negative")
+class Box:
+    def __init__(self, size): self.size = size
+    def doubled(self): return 2 * self.size
+    def __len__(self): return self.size
+    def __iter__(self): return iter(range(self.size))
+def grow(box):
+    return Box(box.size + 1)
+def gen(n):
+    yield from range(n)
+'''
+    task = _task({"style": "asserts", "entry_point": "pairs", "setup": "", "tests": tests})
+    grade = await env.grade(task, answer)
+    assert grade.passed, grade.detail["stderr_tail"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pandas") is None, reason="pandas is not installed")
+async def test_dataframes_files_and_library_objects_cross_as_data(env):
+    tests = '''
+import os, tempfile, unittest
+import numpy as np
+import pandas as pd
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+class TestFrames(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+        self.path = os.path.join(self.dir, "in.csv")
+        pd.DataFrame({"g": ["a", "b", "a"], "v": [1.0, 2.0, np.nan]}).to_csv(self.path, index=False)
+
+    def test_frame_from_a_file_the_tests_wrote(self):
+        result = task_func(self.path)
+        expected = pd.DataFrame({"v": [1.0, 2.0]}, index=pd.Index(["a", "b"], name="g"))
+        pd.testing.assert_frame_equal(result, expected)
+
+    def test_frame_argument_and_array_result(self):
+        frame = pd.DataFrame({"x": [1, 2, 3]}, index=[5, 6, 7])
+        np.testing.assert_array_equal(doubled(frame), np.array([2, 4, 6]))
+
+    def test_a_plot(self):
+        ax = plot([1, 2, 3])
+        self.assertIsInstance(ax, plt.Axes)
+        self.assertEqual(ax.get_title(), "bars")
+        self.assertEqual(len(ax.patches), 3)
+        self.assertEqual([p.get_height() for p in ax.patches], [1.0, 2.0, 3.0])
+
+    def test_errors(self):
+        with self.assertRaises(FileNotFoundError):
+            task_func(os.path.join(self.dir, "missing.csv"))
+        with self.assertRaises(pd.errors.EmptyDataError):
+            open(os.path.join(self.dir, "empty.csv"), "w").close()
+            task_func(os.path.join(self.dir, "empty.csv"))
+'''
+    answer = '''
+import pandas as pd
+import matplotlib.pyplot as plt
+def task_func(path):
+    return pd.read_csv(path).groupby("g").sum()
+def doubled(frame):
+    return (frame["x"] * 2).to_numpy()
+def plot(values):
+    fig, ax = plt.subplots()
+    ax.bar(range(len(values)), values)
+    ax.set_title("bars")
+    return ax
+'''
+    task = _task({"style": "unittest", "entry_point": "task_func", "setup": "", "tests": tests})
+    grade = await env.grade(task, answer)
+    assert grade.passed and grade.detail["tests_run"] == 4, grade.detail["stderr_tail"]
+    wrong = answer.replace('groupby("g").sum()', 'groupby("g").mean()')
+    wrong = wrong.replace('set_title("bars")', 'set_title("bar")')
+    bad = await env.grade(task, wrong)
+    assert not bad.passed and bad.detail["failures"] == 1, bad.detail["stderr_tail"]
+
+
+async def test_patches_and_random_seeds_of_the_tests_reach_the_answer(env):
+    tests = '''
+import io, random, unittest
+from unittest.mock import patch
+
+class TestShared(unittest.TestCase):
+    @patch(__name__ + ".choice", return_value=7)
+    def test_a_patched_name_of_the_answer(self, mock_choice):
+        self.assertEqual(pick([1, 2, 3]), 7)
+        mock_choice.assert_called_once_with([1, 2, 3])
+
+    def test_a_seed_the_tests_set(self):
+        random.seed(3)
+        expected = [random.randint(0, 100) for _ in range(5)]
+        random.seed(3)
+        self.assertEqual(draws(5), expected)
+        self.assertEqual(random.randint(0, 100), (random.seed(3), [random.randint(0, 100) for _ in range(6)])[1][5])
+
+    @patch("sys.stdout", new_callable=io.StringIO)
+    def test_printed_output(self, stdout):
+        shout("hi")
+        self.assertEqual(stdout.getvalue(), "HI\\n")
+'''
+    answer = '''
+import random
+from random import choice
+def pick(xs):
+    return choice(xs)
+def draws(n):
+    return [random.randint(0, 100) for _ in range(n)]
+def shout(text):
+    print(text.upper())
+'''
+    task = _task({"style": "unittest", "entry_point": "pick", "setup": "", "tests": tests})
+    grade = await env.grade(task, answer)
+    assert grade.passed and grade.detail["tests_run"] == 3, grade.detail["stderr_tail"]

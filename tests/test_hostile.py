@@ -524,9 +524,6 @@ async def test_an_injected_bid_wins_a_naive_gullible_jury_but_not_the_hardened_o
 # ============================================================================ grading
 
 
-@pytest.mark.xfail(strict=True, reason="known limit: the answer runs in the grader's process, so it can read the "
-                   "pass token (here from __main__) and exit before the tests; closing it needs the tests to call "
-                   "the answer across a process boundary")
 async def test_an_answer_cannot_forge_a_pass():
     from sale.envs.coding import CodingEnvironment
 

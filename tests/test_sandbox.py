@@ -329,3 +329,27 @@ print("still running")
     assert os.getpid() == me
     assert result.ok and "still running" in result.stdout
     assert f"sent to {me}" not in result.stdout
+
+
+async def test_two_runs_share_a_directory_and_a_pipe_and_nothing_else():
+    from sale.envs.sandbox import remove_shared_directory, shared_directory, shared_path
+
+    shared = shared_directory()
+    read, write = os.pipe()
+    try:
+        await sandbox_isolation()
+        inside = shared_path(shared)
+        writer = run_python(f"import os\nopen({inside!r} + '/note.txt', 'w').write('hello')\n"
+                            f"os.write({write}, b'written')\n"
+                            "open('/tmp/private.txt', 'w').write('mine')\n",
+                            shared_dir=shared, pass_fds=(write,))
+        reader = run_python(f"import os\nprint(os.read({read}, 7).decode())\n"
+                            f"print(open({inside!r} + '/note.txt').read())\n"
+                            "print(os.path.exists('/tmp/private.txt') and 'seen' or 'private')\n",
+                            shared_dir=shared, pass_fds=(read,))
+        first, second = await asyncio.gather(writer, reader)
+        assert first.ok and second.ok, (first.stderr, second.stderr)
+        assert second.stdout.split() == ["written", "hello", "private"]
+    finally:
+        remove_shared_directory(shared)
+    assert not os.path.exists(shared)

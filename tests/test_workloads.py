@@ -108,7 +108,7 @@ def test_humaneval_loader(tmp_path):
     assert task.grading["style"] == "humaneval"
     assert task.grading["entry_point"] == "total"
     assert task.grading["tests"].startswith("def check(candidate)")
-    assert task.grading["setup"] == "from typing import List"
+    assert task.grading["setup"] == task.metadata["stub"]  # prompt + completion, as officially
     assert "def total(xs: List[int])" in task.prompt and "`total`" in task.prompt
     assert "return sum(xs)" not in all_text(task)
     assert task.metadata["source"] == "humaneval"

@@ -253,8 +253,15 @@ class Sandbox:
                 for p in self.cfg.get("keep_in_tmp", []) if os.path.isdir(p)]
         workdir = self.cfg["workdir"]
         files = _snapshot(workdir)
+        shared = self.cfg.get("shared")
+        shared_fd = os.open(shared, os.O_PATH | os.O_CLOEXEC) if shared else None
         self.libc.mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0700,{size}")
         _restore(workdir, files)
+        if shared_fd is not None:  # a directory shared with another run, under /tmp
+            inside = os.path.join(workdir, os.path.basename(shared))
+            os.mkdir(inside, 0o755)
+            self.libc.mount(f"/proc/self/fd/{shared_fd}", inside, None, MS_BIND | MS_REC)
+            os.close(shared_fd)
         self.libc.mount(workdir, "/tmp", None, MS_BIND | MS_REC)
         for path, fd in keep:  # the interpreter's own files under /tmp (e.g. a venv)
             os.makedirs(path, 0o755, exist_ok=True)
@@ -268,6 +275,8 @@ class Sandbox:
         reopen = ["/proc"]
         if "tmp" in self.done:
             reopen += ["/tmp", *SCRATCH_DIRS]
+            if self.cfg.get("shared_at"):
+                reopen.append(self.cfg["shared_at"])
         mounted = _mount_points()
         for path in reopen:
             if path in mounted:  # else the call would reopen the mount above it

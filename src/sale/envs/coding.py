@@ -10,7 +10,8 @@ A coding task's ``grading`` has the normalised form
     {"style": "humaneval" | "asserts" | "unittest",
      "tests": str,              # Python source
      "entry_point": str | None, # the function the tests call
-     "setup": str}              # optional prelude run before the answer (imports)
+     "setup": str}              # optional prelude, run before the answer and before
+                                # the tests (imports; for HumanEval the whole stub)
 
 - ``humaneval``: ``tests`` defines ``check(candidate)``; the grader calls
   ``check(<entry_point>)``.
@@ -18,23 +19,40 @@ A coding task's ``grading`` has the normalised form
 - ``unittest``: ``tests`` defines ``unittest.TestCase`` classes (DataFrameBench); the
   grader loads and runs them (an ``if __name__ == "__main__"`` block in them is inert).
 
-The answer passes when the program exits with status 0 and prints a token it only
-learns from its stdin before the answer runs, so an answer that calls ``sys.exit(0)``
-or ``os._exit(0)`` before the tests ran does not pass.
+Grading runs two sandboxed processes (`sale.envs.sandbox`, each with the sandbox's
+full isolation, in pid namespaces of their own, sharing only a scratch directory): the
+answer's process imports the setup and the answer and serves calls; the tests' process
+runs the setup and the tests, with the answer's functions and classes bound as
+references whose calls cross a pair of pipes, arguments and results carried as data
+(JSON, with tagged numpy and pandas values; never pickle; see `_grade_wire`,
+`_grade_answer` and `_grade_tests`). Nothing the answer does in its own process
+(patching builtins or unittest, printing, exit hooks, ``sys.exit``, an always-equal
+result) reaches the tests' process, and the verdict is what that process writes to a
+pipe of its own. What the tests patch with unittest.mock and the global random
+generators' states reach the answer's process, as they would in one process.
+
+``CodingEnvironment(boundary=False)`` keeps the earlier one-process grader (answer
+and tests in one module, passing when the program prints a token from its stdin):
+faster, and forgeable by an answer that sets out to; only for comparison.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib.util
+import json
+import os
 import re
 import secrets
 import sys
 import warnings
+from pathlib import Path
 from typing import Any, Sequence
 
 from sale.envs.base import Grade, Tool
-from sale.envs.sandbox import Limits, SandboxResult, run_python
+from sale.envs.sandbox import (Limits, SandboxResult, _drain, remove_shared_directory,
+                               run_python, sandbox_isolation, shared_directory, shared_path)
 from sale.errors import TaskFileError
 from sale.workloads.task import Task
 
@@ -55,6 +73,15 @@ _FENCE = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,})[ \t]*(?P<tag>[\w+.-]*)[^\n]*
 _OPEN_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*([\w+.-]*)[^\n]*\n", re.MULTILINE)
 _CODE_START = re.compile(r"^(?:def |async def |class |import |from \S+ import |@)",
                          re.MULTILINE)
+#: The sandbox programs of the two-process grader, and the data format they share.
+_HERE = Path(__file__).resolve().parent
+_ANSWER_MAIN = _HERE / "_grade_answer.py"
+_TESTS_MAIN = _HERE / "_grade_tests.py"
+_WIRE = _HERE / "_grade_wire.py"
+#: Reasons of a run that hit one of its limits: they name why a grade failed.
+LIMIT_REASONS = ("timeout", "cpu", "memory", "file_size", "disk_full", "process_limit")
+#: Seconds the answer's process may take to end once the tests' process has ended.
+_ANSWER_GRACE_S = 2.0
 _UNITTEST_RAN = re.compile(r"^Ran (\d+) tests? in", re.MULTILINE)
 _UNITTEST_FAILED = re.compile(r"^FAILED \((.*)\)$", re.MULTILINE)
 
@@ -226,10 +253,12 @@ class CodingEnvironment:
     name = "coding"
 
     def __init__(self, *, tool_limits: Limits = TOOL_LIMITS,
-                 grade_limits: Limits = GRADE_LIMITS, hide_paths: Sequence[str] = ()):
+                 grade_limits: Limits = GRADE_LIMITS, hide_paths: Sequence[str] = (),
+                 boundary: bool = True):
         self.tool_limits = tool_limits
         self.grade_limits = grade_limits
         self.hide_paths = tuple(hide_paths)
+        self.boundary = boundary
 
     def describe(self, task: Task) -> str:
         limits = self.tool_limits
@@ -282,6 +311,95 @@ class CodingEnvironment:
         if not code.strip():
             return Grade(passed=False, score=0.0,
                          detail={"style": grading["style"], "reason": "empty answer"})
+        if self.boundary:
+            return await self._grade_apart(grading, code)
+        return await self._grade_in_one_process(grading, code)
+
+    async def _grade_apart(self, grading: dict[str, Any], code: str) -> Grade:
+        """The answer and the tests in two sandboxes; the verdict from the tests' one."""
+        loop = asyncio.get_running_loop()
+        await sandbox_isolation()  # the plan decides where the shared directory appears
+        shared = shared_directory()
+        inside = shared_path(shared)
+        req_r, req_w = os.pipe()
+        resp_r, resp_w = os.pipe()
+        verdict_r, verdict_w = os.pipe()
+        wire = _WIRE.read_text(encoding="utf-8")
+        setup = grading["setup"].strip("\n")
+        answer_module = "\n\n".join(p for p in (setup, code.strip("\n")) if p.strip()) + "\n"
+        test_cfg = {"req": req_w, "resp": resp_r, "verdict": verdict_w, "cwd": inside,
+                    "style": grading["style"], "entry_point": grading["entry_point"]}
+        verdict = bytearray()
+        reader = None
+        handed: set[int] = set()
+        try:
+            async def run(code: str, fds: tuple[int, ...], **kwargs: Any) -> SandboxResult:
+                handed.update(fds)  # run_python closes them from here on
+                return await run_python(code, pass_fds=fds, shared_dir=shared, **kwargs)
+
+            answer = asyncio.ensure_future(run(
+                _ANSWER_MAIN.read_text(encoding="utf-8"), (req_r, resp_w),
+                stdin=json.dumps({"req": req_r, "resp": resp_w, "cwd": inside}) + "\n",
+                limits=self.grade_limits, hide_paths=self.hide_paths,
+                files={"_sale_wire.py": wire, f"{GRADED_MODULE}.py": answer_module}))
+            tests = asyncio.ensure_future(run(
+                _TESTS_MAIN.read_text(encoding="utf-8"), (req_w, resp_r, verdict_w),
+                stdin=json.dumps(test_cfg) + "\n",
+                limits=self.grade_limits, hide_paths=self.hide_paths,
+                files={"_sale_wire.py": wire, "setup.py": setup + "\n",
+                       "tests.py": grading["tests"]}))
+            reader = loop.create_task(_drain(verdict_r, lambda chunk: verdict.extend(
+                chunk[:max(0, (1 << 16) - len(verdict))])))
+            try:
+                test_result = await tests
+            except BaseException:
+                answer.cancel()
+                await asyncio.gather(answer, return_exceptions=True)
+                raise
+            done, _ = await asyncio.wait({answer}, timeout=_ANSWER_GRACE_S)
+            if not done:
+                answer.cancel()
+            answer_result = (await asyncio.gather(answer, return_exceptions=True))[0]
+            await asyncio.wait({reader}, timeout=1.0)
+        finally:
+            if reader is not None:
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+            for fd in {req_r, req_w, resp_r, resp_w, verdict_r, verdict_w} - handed:
+                os.close(fd)  # the rest were taken over (and closed) by run_python
+            remove_shared_directory(shared)
+        if isinstance(answer_result, BaseException):
+            if not isinstance(answer_result, asyncio.CancelledError):
+                raise answer_result
+            answer_result = None
+        try:
+            report = json.loads(bytes(verdict).decode("utf-8"))
+        except ValueError:
+            report = {}
+        if not isinstance(report, dict):
+            report = {}
+        passed = (report.get("passed") is True and test_result.exit_code == 0
+                  and not test_result.timed_out)
+        detail: dict[str, Any] = {
+            "style": grading["style"],
+            "reason": "ok" if passed else _failure_reason(test_result, answer_result, report),
+            "summary": test_result.summary(),
+            "exit_code": test_result.exit_code,
+            "wall_s": round(max(test_result.wall_s,
+                                answer_result.wall_s if answer_result else 0.0), 3),
+            "isolation": test_result.isolation,
+            "stderr_tail": _tails(test_result.stderr, answer_result and answer_result.stderr),
+            "stdout_tail": _tails(test_result.stdout, answer_result and answer_result.stdout),
+        }
+        if answer_result is not None:
+            detail["answer_summary"] = answer_result.summary()
+        if grading["style"] == "unittest":
+            detail.update({k: report[k] for k in ("tests_run", "failures", "errors")
+                           if isinstance(report.get(k), int)})
+        return Grade(passed=passed, score=1.0 if passed else 0.0, detail=detail)
+
+    async def _grade_in_one_process(self, grading: dict[str, Any], code: str) -> Grade:
+        """The earlier grader: answer and tests in one sandboxed process."""
         main, files = grading_program(grading, code)
         token = secrets.token_hex(16)
         result = await run_python(main, stdin=token + "\n", limits=self.grade_limits,
@@ -300,6 +418,33 @@ class CodingEnvironment:
         if grading["style"] == "unittest":
             detail.update(_unittest_counts(result.stderr))
         return Grade(passed=passed, score=1.0 if passed else 0.0, detail=detail)
+
+
+def _failure_reason(tests: SandboxResult, answer: SandboxResult | None,
+                    report: dict[str, Any]) -> str:
+    """Why a grade failed: a limit either process hit (the answer's first), else
+    "error" when the answer's process failed, else "tests failed"."""
+    for result in (answer, tests):
+        if result is not None and result.reason in LIMIT_REASONS:
+            return result.reason
+    limits = report.get("limits")
+    if isinstance(limits, list):
+        for limit in limits:
+            if limit in LIMIT_REASONS:
+                return limit
+    if not report:
+        return "no verdict"
+    if answer is not None and answer.reason != "ok":
+        return "error"
+    return "tests failed"
+
+
+def _tails(tests: str, answer: str | None) -> str:
+    """The end of the tests' output, after the end of the answer's (when it has any)."""
+    text = tests[-DETAIL_TAIL_CHARS:]
+    if answer:
+        text = f"--- answer ---\n{answer[-DETAIL_TAIL_CHARS:]}\n--- tests ---\n{text}"
+    return text
 
 
 def _unittest_counts(stderr: str) -> dict[str, int]:

@@ -206,6 +206,27 @@ class _Plan:
 
 _plan: _Plan | None = None
 _slots = itertools.count((os.getpid() * 37) % UID_SLOTS)
+_shared_uids: dict[str, int] = {}
+
+
+def shared_directory() -> str:
+    """A fresh directory for two runs to share (see `run_python`); the caller removes
+    it with `remove_shared_directory`."""
+    path = tempfile.mkdtemp(prefix="sale-shared-")
+    os.chmod(path, 0o777)
+    return path
+
+
+def remove_shared_directory(path: str) -> None:
+    _shared_uids.pop(path, None)
+    _remove_tree(path)
+
+
+def shared_path(shared: str, steps: Iterable[str] | None = None) -> str:
+    """Where a shared directory appears inside the sandbox: in its private /tmp when it
+    has one, else at its own path."""
+    steps = _plan.steps if steps is None and _plan is not None else (steps or ())
+    return f"/tmp/{os.path.basename(shared)}" if "tmp" in steps else shared
 
 
 def _blocked_dirs() -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -275,7 +296,9 @@ async def sandbox_isolation() -> str:
 
 async def run_python(code: str, *, stdin: str = "", limits: Limits = Limits(),
                      files: dict[str, str] | None = None,
-                     hide_paths: Sequence[str | os.PathLike[str]] = ()) -> SandboxResult:
+                     hide_paths: Sequence[str | os.PathLike[str]] = (),
+                     pass_fds: Sequence[int] = (),
+                     shared_dir: str | None = None) -> SandboxResult:
     """Run ``code`` as ``main.py`` in a fresh sandbox and report how it ended.
 
     ``stdin`` is fed to the program; ``files`` maps relative paths to text files
@@ -284,8 +307,32 @@ async def run_python(code: str, *, stdin: str = "", limits: Limits = Limits(),
     holds reference solutions); this needs a mount namespace. The program's own
     failures are reported in the result; `SandboxError` means the sandbox itself could
     not run it.
+
+    ``pass_fds`` are open file descriptors (pipe ends) the program inherits under the
+    same numbers, e.g. to talk to another sandboxed program; this call takes them over
+    and closes them in this process once the program has started (or failed to).
+
+    ``shared_dir`` is a directory (made by `shared_directory`) that two runs share:
+    it appears inside at `shared_path` (writable), and the runs that share it run as
+    one uid where each has a pid namespace of its own (so neither can see, signal or
+    trace the other), so that files one makes the other can open.
     """
+    owned = _FdSet()
+    owned.open.update(pass_fds)
+    try:
+        return await _run_python(code, stdin=stdin, limits=limits, files=files,
+                                 hide_paths=hide_paths, pass_fds=owned, shared_dir=shared_dir)
+    finally:
+        owned.close_all()
+
+
+async def _run_python(code: str, *, stdin: str, limits: Limits, files: dict[str, str] | None,
+                      hide_paths: Sequence[str | os.PathLike[str]],
+                      pass_fds: _FdSet, shared_dir: str | None) -> SandboxResult:
     plan = await _get_plan()
+    if shared_dir is not None and not os.path.isdir(shared_dir):
+        raise SandboxError(f"cannot share {shared_dir!r} with sandboxed code: it is not a"
+                           " directory")
     hide = tuple(os.path.realpath(p) for p in hide_paths)
     for path in hide:
         if not os.path.isdir(path):
@@ -295,7 +342,7 @@ async def run_python(code: str, *, stdin: str = "", limits: Limits = Limits(),
         raise SandboxError("cannot hide paths from sandboxed code: no mount namespace is"
                            f" available here ({plan.isolation()})")
     result, _ = await _launch(code, plan=plan, limits=limits, stdin=stdin, files=files,
-                              hide=hide, probe=False)
+                              hide=hide, probe=False, pass_fds=pass_fds, shared=shared_dir)
     return result
 
 
@@ -335,25 +382,29 @@ def _environment(home: str) -> dict[str, str]:
 
 async def _launch(code: str, *, plan: _Plan, limits: Limits, stdin: str,
                   files: dict[str, str] | None, hide: tuple[str, ...],
-                  probe: bool) -> tuple[SandboxResult, tuple[str, ...]]:
+                  probe: bool, pass_fds: _FdSet | None = None, shared: str | None = None
+                  ) -> tuple[SandboxResult, tuple[str, ...]]:
     """Run one program under ``plan``; return its result and the steps taken."""
     steps = plan.steps + (("hide",) if hide else ())
     workdir = tempfile.mkdtemp(prefix="sale-sandbox-")
     try:
-        config = _prepare(workdir, code, files, plan, steps, limits, hide, probe)
-        return await _execute(config, plan, steps, limits, stdin)
+        config = _prepare(workdir, code, files, plan, steps, limits, hide, probe, shared)
+        return await _execute(config, plan, steps, limits, stdin, pass_fds or _FdSet())
     finally:
         _remove_tree(workdir)
 
 
 def _prepare(workdir: str, code: str, files: dict[str, str] | None, plan: _Plan,
              steps: tuple[str, ...], limits: Limits, hide: tuple[str, ...],
-             probe: bool) -> dict:
+             probe: bool, shared: str | None = None) -> dict:
     """Write the run's files (owned by the run's uid) and build the sandbox config."""
     created = _write_files(workdir, code, files)
     uid = gid = os.getuid()
     if plan.as_root:
-        uid = gid = UID_BASE + next(_slots) % UID_SLOTS
+        if shared is not None and "pidns" in plan.steps:
+            uid = gid = _shared_uids.setdefault(shared, UID_BASE + next(_slots) % UID_SLOTS)
+        else:
+            uid = gid = UID_BASE + next(_slots) % UID_SLOTS
         for path in (workdir, *created):
             os.chown(path, uid, gid)
     return {"mode": "probe" if probe else "run", "steps": list(steps),
@@ -361,12 +412,13 @@ def _prepare(workdir: str, code: str, files: dict[str, str] | None, plan: _Plan,
             "uid": uid, "gid": gid,
             "expose": [[d, list(c)] for d, c in plan.expose], "hide": list(hide),
             "keep_in_tmp": list(_interpreter_paths_in_tmp()),
+            "shared": shared, "shared_at": shared_path(shared, steps) if shared else None,
             "rlimits": limits.rlimits(), "backstop_s": limits.wall_s + 5,
             "scratch_mb": max(16, int(limits.file_mb) * 4)}
 
 
 async def _execute(config: dict, plan: _Plan, steps: tuple[str, ...], limits: Limits,
-                   stdin: str) -> tuple[SandboxResult, tuple[str, ...]]:
+                   stdin: str, passed: _FdSet) -> tuple[SandboxResult, tuple[str, ...]]:
     """Start the sandbox script, feed it, wait (killing it at the wall-clock limit),
     and collect its output and its status report.
 
@@ -391,21 +443,24 @@ async def _execute(config: dict, plan: _Plan, steps: tuple[str, ...], limits: Li
                 sys.executable, "-I", "-B", str(CHILD_SCRIPT),
                 marshal.dumps(config).hex(), stdin=in_r, stdout=out_w, stderr=err_w,
                 cwd=config["workdir"], env=_environment(config["inner_dir"]),
-                start_new_session=True, pass_fds=(status_w,))
+                start_new_session=True, pass_fds=(status_w, *sorted(passed.open)))
         except OSError as exc:
             raise SandboxError(f"cannot start the sandbox ({sys.executable}"
                                f" {CHILD_SCRIPT}): {exc}") from exc
         for fd in (in_r, out_w, err_w, status_w):  # the child's ends
             fds.close(fd)
+        passed.close_all()
         tasks = [asyncio.create_task(_drain(out_r, out.feed)),
                  asyncio.create_task(_drain(err_r, err.feed)),
                  asyncio.create_task(_drain(status_r, _bounded(report, _STATUS_MAX_BYTES))),
                  asyncio.create_task(_feed(in_w, stdin.encode(), fds.close))]
-        timed_out = False
+        timed_out = crowded = False
         try:
             await asyncio.wait_for(proc.wait(), limits.wall_s)
         except asyncio.TimeoutError:
             timed_out = True
+            crowded = _at_process_limit(proc.pid, config["uid"] if plan.as_root else None,
+                                        limits)
             _kill_group(proc.pid)
             await proc.wait()
         wall = time.perf_counter() - started
@@ -432,7 +487,8 @@ async def _execute(config: dict, plan: _Plan, steps: tuple[str, ...], limits: Li
     result = SandboxResult(
         exit_code=exit_code, stdout=stdout, stderr=stderr, wall_s=wall,
         timed_out=timed_out, killed_by=killed_by,
-        reason=_reason(exit_code, killed_by, timed_out, cpu_s, limits, stderr),
+        reason=("process_limit" if timed_out and crowded else
+                _reason(exit_code, killed_by, timed_out, cpu_s, limits, stderr)),
         isolation=plan.isolation(taken), cpu_s=cpu_s,
         max_rss_mb=None if rss is None else rss / 1024, truncated=cut_out or cut_err)
     return result, taken
@@ -563,6 +619,32 @@ async def _feed(fd: int, data: bytes, close) -> None:
         pass  # the program stopped reading; that is its business
     finally:
         close(fd)
+
+
+def _at_process_limit(session: int, uid: int | None, limits: Limits) -> bool:
+    """Whether a run that timed out holds as many processes as its limit allows (a
+    fork bomb that kept retrying): counted by its own uid when it has one, else by its
+    session, from this machine's /proc."""
+    count = 0
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return False
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            if uid is not None:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    count += 1
+            else:
+                with open(f"/proc/{entry}/stat", "rb") as handle:
+                    fields = handle.read().rsplit(b")", 1)[-1].split()
+                if int(fields[3]) == session:
+                    count += 1
+        except (OSError, ValueError, IndexError):
+            continue
+    return count >= max(2, int(limits.nproc) - 2)
 
 
 def _kill_group(pgid: int) -> None:

@@ -231,13 +231,14 @@ def _humaneval(path: Path) -> Iterator[Task]:
         stub = rec.get("prompt", str)
         entry = rec.get("entry_point", str)
         tests = rec.get("test", str)
-        # The stub's own imports (e.g. ``from typing import List``) go into the setup,
-        # so an answer that leaves them out still defines its annotations.
-        imports = [ln for ln in stub.splitlines() if _IMPORT_LINE.match(ln)]
+        # The whole stub is the setup, run before the answer as the official harness
+        # runs prompt + completion: its imports (``from typing import List``) and the
+        # helpers it defines (``is_palindrome`` next to ``make_palindrome``) are in
+        # scope for an answer that leaves them out; the answer's own definitions win.
         prompt = (f"Complete the Python function `{entry}` below so that it does what its"
                   f" docstring says.\n\n```python\n{stub.rstrip()}\n```")
         grading = {"style": "humaneval", "tests": tests, "entry_point": entry,
-                   "setup": "\n".join(imports)}
+                   "setup": stub}
         yield _coding_task("humaneval", task_id, prompt, grading,
                            {"original_id": task_id, "stub": stub})
 
