@@ -97,6 +97,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     pool_path = args.pool or default_pool_path()
     pool_config = load_pool_config(pool_path)  # a bad pool file stops the run before anything is written
+    if args.constrain:
+        pool_config.execution["constrain"] = args.constrain
     tasks = [t for spec in args.tasks for t in load_tasks(spec, limit=args.limit)]
     out = Path(args.out)
     if args.pull:
@@ -188,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--documents", nargs="*", default=[], help="JSONL files of {id, title, text} for search tasks")
     r.add_argument("--limit", type=int, help="at most this many tasks from each source")
     r.add_argument("--no-pull", dest="pull", action="store_false", help="do not fetch missing models")
+    r.add_argument("--constrain", choices=("auto", "grammar", "json_schema", "off"),
+                   help="constrain each executor step to the actions (default: the pool file's execution.constrain, else auto)")
     r.set_defaults(func=cmd_run)
 
     d = sub.add_parser("demo", help="the shipped demo workload: auction vs the largest agent alone")

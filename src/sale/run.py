@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from sale.agent.constrain import ConstrainSettings
 from sale.agent.executor import Limits, execute
 from sale.envs.base import Environment
 from sale.errors import ConfigError, SaleError
@@ -186,6 +187,7 @@ class Runner:
     out_dir: Path
     limits: Limits = field(default_factory=Limits)
     action_format: str = "text"
+    constrain: ConstrainSettings = field(default_factory=ConstrainSettings)
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -237,6 +239,7 @@ class Runner:
             outcome = await execute(
                 self.pool[decision.agent], env, task, decision.strategy,
                 limits=self.limits, trajectory_path=trajectory, action_format=self.action_format,
+                constrain=self.constrain,
             )  # fmt: skip
         self.router.observe(task, decision, outcome.passed)
         dollars, tokens, tokens_by_agent = self._costs(task.id, start_entry)
@@ -344,6 +347,7 @@ def open_runner(
     execution = dict(pool.config.execution)
     fmt = action_format or execution.pop("action_format", "text")
     execution.pop("action_format", None)
+    constrain = ConstrainSettings.pop_from(execution, f"{pool.source}: execution")
     if limits is None:
         limits = Limits.from_mapping(execution, f"{pool.source}: execution")
     if router is None:
@@ -351,7 +355,7 @@ def open_runner(
         router = SALERouter(pool, SQLiteMemory(out_dir / "memory.sqlite", synchronous="NORMAL"))
     if envs is None:
         envs = build_environments(tasks, data_dir=data_dir, documents=documents, hide_paths=hide_paths)
-    return Runner(pool, router, envs, out_dir, limits=limits, action_format=fmt)
+    return Runner(pool, router, envs, out_dir, limits=limits, action_format=fmt, constrain=constrain)
 
 
 def as_task_result(rec: dict[str, Any], method: str, largest: str, ordering: int = 0):

@@ -55,8 +55,10 @@ class Agent:
         tools: list[dict[str, Any]] | None = None,
         stop: list[str] | None = None,
         timeout_s: float | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> Completion:
         """One call, recorded in the ledger under ``phase``; raises LLMError on failure.
+        ``extra``: more request fields (a ``grammar``, a ``response_format``).
 
         The call's worst-case cost is reserved in the pool's budget first; a call that
         could pass a budget is not made (`sale.llm.budget.OverBudget`, an LLMError).
@@ -77,6 +79,7 @@ class Agent:
                     stop=stop,
                     seed=gen.seed,
                     timeout_s=timeout_s,
+                    **({"extra": extra} if extra else {}),
                 )
         except LLMError as exc:
             hold.release()
