@@ -267,6 +267,11 @@ def test_choose_and_settings():
     assert choose("auto", Local()) == "grammar"
     assert choose("auto", Local(), "tools") is None
     assert choose("off", Local()) is None
+    from sale.agent.constrain import auction_fields
+
+    remote = type("R", (), {"name": "r", "config": type("C", (), {"is_local": False, "endpoint": None})()})()
+    assert auction_fields("auto", Local(), "g") == {"extra": {"grammar": "g"}}
+    assert auction_fields("auto", remote, "g") == {} and auction_fields("off", Local(), "g") == {}
     with pytest.raises(ConfigError, match="must be one of"):
         ConstrainSettings.pop_from({"constrain": "always"}, "pool.yaml: execution")
     section = {"constrain": "off", "turn_back_restated": False, "max_steps": 3}
@@ -384,3 +389,54 @@ async def test_tiny_model_under_the_grammar_acts_on_every_step(tiny_model, searc
         for seed in range(4):
             c = await tiny.client.chat(messages, max_tokens=64, temperature=1.0, seed=seed, extra={"grammar": grammar})
             parse_text_action(c.text, search_env.tools(SEARCH_TASK))
+
+
+# ----------------------------------------------------------------------------- bids and jury
+
+
+@pytest.mark.parametrize("jury_mode", ["per_bid", "batched"])
+async def test_auction_calls_get_grammars_only_with_auction_constrain_auto(scripted, jury_mode):
+    from sale.auction.bids import collect_bids, words_for
+    from sale.auction.jury import score_bids
+    from sale.auction.settings import AuctionSettings
+
+    bid, score = Reply("Search the tower, open its page, answer."), Reply("SCORE: 4" if jury_mode == "per_bid" else "BID 1: 4\n")
+    scripted.script("small", bid, score, bid, score)
+    async with _pool(scripted, structured_output="grammar") as pool:
+        for mode in ("off", "auto"):
+            settings = AuctionSettings(constrain=mode, jury_mode=jury_mode)
+            bids, dropped, _ = await collect_bids(list(pool), "Who designed the Eiffel Tower?", "search", settings)
+            assert not dropped
+            await score_bids(list(pool), "Who designed the Eiffel Tower?", "search", bids, settings, "original")
+            assert bids[0].jury["small"].raw == 4
+    bid_off, jury_off, bid_auto, jury_auto = scripted.requests_for("small")
+    assert "grammar" not in bid_off and "grammar" not in jury_off
+    assert bid_auto["grammar"] == bid_grammar(words_for(AuctionSettings().bid_max_tokens))
+    assert jury_auto["grammar"] == (jury_grammar() if jury_mode == "per_bid" else batched_jury_grammar(1))
+    assert AuctionSettings(constrain="auto").round_key() != AuctionSettings().round_key()
+    assert "constrain" not in AuctionSettings().round_key()  # rounds cached before the setting stay valid
+
+
+@pytest.mark.llama
+@pytest.mark.parametrize("jury_mode", ["per_bid", "batched"])
+async def test_tiny_jurors_under_the_grammar_always_score(tiny_model, jury_mode):
+    """Unconstrained, the random model's jury answers hold no score (they are imputed);
+    under the grammar every juror scores every bid, and bids hold no code."""
+    from sale.auction.bids import collect_bids, words_for
+    from sale.auction.jury import score_bids
+    from sale.auction.settings import AuctionSettings
+
+    agents = [{"name": n, "model": str(tiny_model), "price": {"input": p, "output": p}, "context": 1024}
+              for n, p in [("tiny-a", 0.01), ("tiny-b", 0.05)]]  # fmt: skip
+    async with Pool(parse_pool({"agents": agents}), ledger=Ledger()) as pool:
+        jurors = list(pool)
+        for mode in ("off", "auto"):
+            settings = AuctionSettings(constrain=mode, jury_mode=jury_mode, bid_max_tokens=24)
+            bids, _, _ = await collect_bids(jurors, "Which river flows through Paris?", "search", settings)
+            await score_bids(jurors, "Which river flows through Paris?", "search", bids, settings, "original")
+            raws = [s.raw for b in bids for s in b.jury.values()]
+            if mode == "off":
+                assert any(r is None for r in raws)
+            else:
+                assert len(raws) == 4 and all(r is not None and 0 <= r <= 5 for r in raws)
+                assert all("`" not in b.text and len(b.text.split()) <= words_for(24) for b in bids)

@@ -303,6 +303,12 @@ def bid_grammar(max_words: int) -> str:
     )
 
 
+def auction_fields(mode: str, agent: Any, grammar: str) -> dict[str, Any]:
+    """The request fields of a bid or jury call under the auction's ``constrain``
+    setting: the grammar where ``mode`` is "auto" and the endpoint takes one."""
+    return {"extra": {"grammar": grammar}} if mode == "auto" and "grammar" in endpoint_support(agent) else {}
+
+
 def jury_grammar(high: int = 5) -> str:
     """The jury's answer: ``SCORE: n`` with n from 0 to ``high``."""
     return f'root ::= "SCORE: " [0-{high}]\n'

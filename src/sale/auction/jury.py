@@ -50,6 +50,7 @@ import unicodedata
 from collections.abc import Sequence
 
 from sale import prompts
+from sale.agent.constrain import auction_fields, batched_jury_grammar, jury_grammar
 from sale.auction.bids import render
 from sale.auction.entropy import token_span
 from sale.auction.record import JUROR, Dropout, JuryScore, PhaseStats, ScoredBid
@@ -276,12 +277,15 @@ async def score_bids(
     expected = hardened and settings.jury_score == "expected"
     weighted: dict[tuple[int, str], float | None] = {}
 
-    async def ask(juror: Agent, prompt: str, max_tokens: int) -> Completion | LLMError:
+    async def ask(juror: Agent, prompt: str, max_tokens: int, n_bids: int) -> Completion | LLMError:
+        # The answer format of the hardened prompts, as a grammar (auction.constrain: auto).
+        grammar = jury_grammar() if settings.jury_mode == "per_bid" else batched_jury_grammar(n_bids)
+        fields = auction_fields(settings.constrain, juror, grammar) if hardened else {}
         try:
             return await juror.chat(
                 [{"role": "user", "content": prompt}], phase="jury", max_tokens=max_tokens,
                 temperature=settings.jury_temperature, timeout_s=settings.call_timeout_s,
-                top_logprobs=settings.top_logprobs if expected else None,
+                top_logprobs=settings.top_logprobs if expected else None, **fields,
             )  # fmt: skip
         except LLMError as exc:
             return exc
@@ -302,7 +306,7 @@ async def score_bids(
     stats = PhaseStats()
     started = time.perf_counter()
     answers = await asyncio.gather(
-        *(ask(juror, prompt, settings.jury_max_tokens * len(idx)) for juror, idx, prompt in jobs)
+        *(ask(juror, prompt, settings.jury_max_tokens * len(idx), len(idx)) for juror, idx, prompt in jobs)
     )
     stats.wall_s = time.perf_counter() - started
 
