@@ -13,7 +13,7 @@ from gbnf import Grammar
 
 from sale.agent.actions import MalformedAction, parse_text_action
 from sale.agent.constrain import (
-    ANSWER_WORDS, ConstrainSettings, action_grammar, action_schema, batched_jury_grammar, bid_grammar, choose,
+    ANSWER_WORDS, TURN_BACK, ConstrainSettings, action_grammar, action_schema, batched_jury_grammar, bid_grammar, choose,
     jury_grammar, restates_question, turn_back,
 )  # fmt: skip
 from sale.agent.executor import REPEATED, Limits, execute
@@ -335,7 +335,7 @@ async def test_a_restated_answer_is_turned_back_once_as_a_step(scripted, search_
         out = await execute(pool["small"], search_env, task, "", trajectory_path=path)
         assert (out.passed, out.answer, out.steps, out.malformed) == (True, "Cook County", 2, 0)
         steps = [json.loads(line) for line in path.read_text().splitlines() if '"type": "step"' in line]
-        assert steps[0]["turned_back"] == "restated" and "entity" in steps[0]["observation"]
+        assert steps[0]["turned_back"] == "restated" and steps[0]["observation"] == TURN_BACK
         second = scripted.requests_for("small")[1]["messages"]
         assert second[-1]["role"] == "user" and "restates the question" in second[-1]["content"]
 
@@ -350,6 +350,9 @@ async def test_a_restated_answer_is_turned_back_once_as_a_step(scripted, search_
         assert out.steps == 1 and out.answer.startswith("The county")
         scripted.script("small", Reply(restated))
         out = await execute(pool["small"], search_env, task, "", constrain=ConstrainSettings("auto", False))
+        assert out.steps == 1 and out.answer.startswith("The county")
+        scripted.script("small", Reply(restated))
+        out = await execute(pool["small"], search_env, task, "", constrain="off")
         assert out.steps == 1 and out.answer.startswith("The county")
 
 

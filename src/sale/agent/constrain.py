@@ -22,7 +22,8 @@ jury have grammars of their own here (`bid_grammar`, `jury_grammar`).
 
 Answers that answer: a search answer that restates the question (most of the question's
 words and no new name or number) is turned back once, asking for the entity itself
-(`turn_back`); ``execution: turn_back_restated: false`` accepts it as it is.
+(`turn_back`); ``execution: turn_back_restated: false`` accepts it as it is, and so
+does ``constrain: off``, which leaves the executor as it was.
 """
 
 from __future__ import annotations
@@ -73,9 +74,14 @@ class ConstrainSettings:
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
 
+    @property
+    def turns_back(self) -> bool:
+        """Whether restated answers are turned back: never with ``off``, the executor as before."""
+        return self.turn_back_restated and self.mode != "off"
+
     def record(self) -> dict[str, Any]:
         """What a bench fingerprint keeps (a folder from before these settings: `OFF`)."""
-        return {"mode": self.mode, "turn_back_restated": self.turn_back_restated}
+        return {"mode": self.mode, "turn_back_restated": self.turns_back}
 
 
 OFF = ConstrainSettings(mode="off", turn_back_restated=False)
@@ -332,8 +338,8 @@ would should will shall may might must into onto over under about after before b
 same both each either neither
 """.split())  # fmt: skip
 
-TURN_BACK = ("Your answer restates the question. The question asks for one entity: a name, a place, a date "
-             "or a number. Reply with ANSWER: and that entity only.")  # fmt: skip
+TURN_BACK = ("Your answer restates the question. The question asks for one thing: a name, a place, a date, "
+             "a number, or yes or no. Reply with ANSWER: and that only.")  # fmt: skip
 
 
 def _words(text: str) -> list[str]:

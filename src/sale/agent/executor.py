@@ -402,7 +402,7 @@ async def execute(
     path = Path(trajectory_path) if trajectory_path is not None else None
     trajectory = _Trajectory(path) if path is not None else None
     episode = _Episode(agent, env, task, tools, limits, action_format, phase, messages, trajectory,
-                       constraint, settings.turn_back_restated)  # fmt: skip
+                       constraint, settings.turns_back)  # fmt: skip
     try:
         if trajectory:
             trajectory.write({
