@@ -28,7 +28,6 @@ does ``constrain: off``, which leaves the executor as it was.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -383,7 +382,3 @@ def turn_back(task: Any, answer: str | None) -> str | None:
     if answer is None or getattr(task, "domain", "") != "search" or (getattr(task, "grading", None) or {}).get("entry_point"):
         return None
     return TURN_BACK if restates_question(answer, question_of(task)) else None
-
-
-def schema_text(schema: dict[str, Any]) -> str:
-    return json.dumps(schema, sort_keys=True)
