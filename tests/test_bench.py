@@ -255,6 +255,10 @@ def test_bench_end_to_end_then_rerun_makes_no_calls(files, responder, tmp_path, 
     with pytest.raises(ConfigError, match="another rounds; use a new --out folder"):
         run_from_args(parse(args_for((tuned, tasks), out, "--jury-mode", "batched")))
 
+    # The executions depend on constrained steps: a folder made with them refuses --constrain off.
+    with pytest.raises(ConfigError, match="another constrain; use a new --out folder"):
+        run_from_args(parse(args_for((tuned, tasks), out, "--constrain", "off")))
+
     # The folder belongs to its configuration: another seed (so another split) is refused.
     with pytest.raises(ConfigError, match="seed"):
         run_from_args(parse(args_for((tuned, tasks), out, "--seed", "7")))

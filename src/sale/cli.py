@@ -107,6 +107,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         from sale.envs.grading import GradeRule
 
         GradeRule.parse(args.grade, "--grade")
+    if args.constrain:
+        pool_config.execution["constrain"] = args.constrain
     tasks = [t for spec in args.tasks for t in load_tasks(spec, limit=args.limit)]
     out = Path(args.out)
     check_out_dir(out)
@@ -289,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-probe", dest="probe", action="store_false",
                    help="do not check that the pool's endpoints answer before the run")
     r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
+    r.add_argument("--constrain", choices=("auto", "grammar", "json_schema", "off"),
+                   help="constrain each executor step to the actions (default: the pool file's execution.constrain, else auto)")
     r.set_defaults(func=cmd_run)
 
     d = sub.add_parser("demo", help="the shipped demo workload: auction vs the largest agent alone")

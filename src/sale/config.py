@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import reprlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -73,6 +73,10 @@ class Endpoint(_Strict):
     base_url: str = Field(pattern=r"^https?://")
     model: str = Field(min_length=1)
     api_key_env: str | None = None
+    # What the server takes to constrain a reply (see sale.agent.constrain): "grammar"
+    # (a GBNF grammar field, as llama.cpp servers do) or "json_schema" (response_format
+    # with a JSON schema: vLLM, SGLang, hosted APIs); unset: nothing.
+    structured_output: Literal["grammar", "json_schema"] | None = None
 
     @field_validator("base_url")
     @classmethod

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from sale.agent.constrain import ConstrainSettings
 from sale.agent.executor import Limits, execute
 from sale.envs.base import Environment
 from sale.envs.grading import configure_grading, grading_summary, recorded
@@ -227,6 +228,7 @@ class Runner:
     action_format: str = "text"
     retry_errored: bool = True
     stop_after_errors: int = 3
+    constrain: ConstrainSettings = field(default_factory=ConstrainSettings)
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -309,6 +311,7 @@ class Runner:
             outcome = await execute(
                 self.pool[decision.agent], env, task, decision.strategy,
                 limits=self.limits, trajectory_path=trajectory, action_format=self.action_format,
+                constrain=self.constrain,
             )  # fmt: skip
         error = execution_error(outcome.reason, outcome.grade) or self._budget_error(task.id)
         if error is None:
@@ -606,6 +609,7 @@ def open_runner(
     execution = dict(pool.config.execution)
     fmt = action_format or execution.pop("action_format", "text")
     execution.pop("action_format", None)
+    constrain = ConstrainSettings.pop_from(execution, f"{pool.source}: execution")
     if limits is None:
         limits = Limits.from_mapping(execution, f"{pool.source}: execution")
     if envs is None:
@@ -619,7 +623,7 @@ def open_runner(
         router = SALERouter(pool, SQLiteMemory(out_dir / "memory.sqlite", synchronous="NORMAL"))
     configure_grading(envs, pool, rule=grade, cache_dir=out_dir)
     return Runner(pool, router, envs, out_dir, limits=limits, action_format=fmt,
-                  retry_errored=retry_errored, stop_after_errors=stop_after_errors)
+                  retry_errored=retry_errored, stop_after_errors=stop_after_errors, constrain=constrain)
 
 
 def as_task_result(rec: dict[str, Any], method: str, largest: str, ordering: int = 0):

@@ -42,6 +42,7 @@ from sale.agent.actions import (
     ANSWER_LABELS, SUBMIT_TOOL, TEXT_STOP, Action, MalformedAction, block_label,
     answer_form, describe_text_tools, example_reply, parse_text_action, parse_tool_call, tool_schemas,
 )  # fmt: skip
+from sale.agent.constrain import ConstrainSettings, Constraint, action_constraint, turn_back
 from sale.envs.base import Environment, Tool
 from sale.errors import BudgetExceeded, ConfigError
 from sale.llm.client import Completion, ContextOverflow, LLMError
@@ -202,8 +203,10 @@ class _Episode:
     """The state of one run: conversation, counters, the answer."""
 
     def __init__(self, agent: Any, env: Environment, task: Task, tools: list[Tool], limits: Limits,
-                 action_format: str, phase: str, messages: list[dict[str, Any]], trajectory: _Trajectory | None):  # fmt: skip
+                 action_format: str, phase: str, messages: list[dict[str, Any]], trajectory: _Trajectory | None,
+                 constraint: Constraint | None = None, turn_back_restated: bool = False):  # fmt: skip
         self.agent, self.env, self.task, self.tools = agent, env, task, tools
+        self.constraint, self.turn_back_restated = constraint, turn_back_restated
         self.limits, self.format, self.phase = limits, action_format, phase
         self.messages = messages
         self.trajectory = trajectory
@@ -250,6 +253,7 @@ class _Episode:
         c: Completion = await self.agent.chat(
             self.messages, phase=self.phase, max_tokens=max(1, min(lim.max_output_tokens, budget)),
             stop=TEXT_STOP if self.format == "text" else None, tools=self.schemas,
+            **({"extra": self.constraint.fields} if self.constraint and self.constraint.fields else {}),
         )  # fmt: skip
         self.steps += 1
         self.input_tokens += c.input_tokens
@@ -266,6 +270,8 @@ class _Episode:
             action = self.parse(c)
             self.pending["action"] = action.as_dict()
             if action.kind == "answer":
+                if self.turn_back(c, action):
+                    return
                 self.answer = action.answer
                 self.finish_step(observation=None)
                 raise _Ended("submitted")
@@ -292,6 +298,17 @@ class _Episode:
         shown = truncate(observation or "(no output)", lim.max_observation_chars)
         self.reply(c, action, shown, label=block_label(self.by_name[action.tool]))
         self.finish_step(observation=shown)
+
+    def turn_back(self, c: Completion, action: Action) -> bool:
+        """Turn back, once, a search answer that restates the question (a step of its own)."""
+        message = turn_back(self.task, action.answer) if self.turn_back_restated else None
+        if message is None or self.steps >= self.limits.max_steps:
+            return False
+        self.turn_back_restated = False
+        self.pending["turned_back"] = "restated"
+        self.reply(c, action, message, label=None)
+        self.finish_step(observation=message)
+        return True
 
     def defines_entry(self, code: Any) -> bool:
         """Whether ``code`` defines the function a coding task's grading calls."""
@@ -363,6 +380,7 @@ async def execute(
     action_format: str = "text",
     phase: str = "execute",
     grade_last_code: bool = True,
+    constrain: ConstrainSettings | str | None = None,
 ) -> Outcome:
     """Run ``agent`` on ``task`` in ``env`` following ``strategy``; grade and return the outcome.
 
@@ -370,6 +388,8 @@ async def execute(
     of the same signature). ``action_format`` is "text" (fenced blocks) or "tools"
     (native tool calls). Raises only for bad arguments (`ConfigError`); limits,
     malformed replies, failing tools and endpoint errors end the run with a reason.
+    ``constrain`` (`sale.agent.constrain`; default ``auto``) constrains each reply to
+    the actions, and turns back a search answer that restates the question.
     """
     if action_format not in ACTION_FORMATS:
         raise ConfigError(f"action_format must be one of {', '.join(ACTION_FORMATS)}, got {action_format!r}")
@@ -377,16 +397,20 @@ async def execute(
     reserved = {name for name in (*ANSWER_LABELS, SUBMIT_TOOL)} & {t.name.lower() for t in tools}
     if reserved:
         raise ConfigError(f"environment '{env.name}': tool name(s) {', '.join(sorted(reserved))} are reserved for the final answer")
+    settings = constrain if isinstance(constrain, ConstrainSettings) else ConstrainSettings(mode=constrain or "auto")
+    constraint = action_constraint(settings, agent, tools, task, action_format, limits.max_output_tokens)
     messages = opening_messages(env, task, strategy, tools, limits, action_format)
     path = Path(trajectory_path) if trajectory_path is not None else None
     trajectory = _Trajectory(path) if path is not None else None
-    episode = _Episode(agent, env, task, tools, limits, action_format, phase, messages, trajectory)
+    episode = _Episode(agent, env, task, tools, limits, action_format, phase, messages, trajectory,
+                       constraint, settings.turns_back)  # fmt: skip
     try:
         if trajectory:
             trajectory.write({
                 "type": "header", "task_id": task.id, "agent": agent.name, "strategy": strategy,
                 "limits": asdict(limits), "action_format": action_format, "phase": phase,
                 "environment": env.name, "tools": [t.name for t in tools], "messages": messages,
+                "constrain": constraint.record(),
                 "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             })  # fmt: skip
         try:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from sale import prompts
+from sale.agent.constrain import auction_fields, bid_grammar
 from sale.auction.entropy import mean_entropy
 from sale.auction.record import BIDDER, ORIGINAL, Dropout, PhaseStats, ScoredBid
 from sale.auction.settings import AuctionSettings
@@ -105,10 +106,11 @@ async def collect_bids(
     """Ask every agent for a bid concurrently; returns bids (pool order), drop-outs, stats."""
     messages = bid_messages(task_text, env_desc, settings)
 
+    grammar = bid_grammar(words_for(settings.bid_max_tokens))
     answers, stats = await ask_all(agents, lambda agent: agent.chat(
         messages, phase="bid", max_tokens=settings.bid_max_tokens,
         temperature=settings.bid_temperature, top_logprobs=settings.top_logprobs,
-        timeout_s=settings.call_timeout_s,
+        timeout_s=settings.call_timeout_s, **auction_fields(settings.constrain, agent, grammar),
     ))  # fmt: skip
     bids: list[ScoredBid] = []
     dropped: list[Dropout] = []

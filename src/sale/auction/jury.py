@@ -51,6 +51,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sale import prompts
+from sale.agent.constrain import auction_fields, batched_jury_grammar, jury_grammar
 from sale.auction.bids import render
 from sale.auction.entropy import token_span
 from sale.auction.record import JUROR, Dropout, JuryScore, PhaseStats, ScoredBid
@@ -295,12 +296,15 @@ async def ask_jury(
     # The expected score needs the answer's log-probabilities (hardened prompts only).
     expected = hardened and settings.jury_score == "expected"
 
-    async def ask(juror: Agent, prompt: str, max_tokens: int) -> Completion | LLMError:
+    async def ask(juror: Agent, prompt: str, max_tokens: int, n_bids: int) -> Completion | LLMError:
+        # The answer format of the hardened prompts, as a grammar (auction.constrain: auto).
+        grammar = jury_grammar() if settings.jury_mode == "per_bid" else batched_jury_grammar(n_bids)
+        fields = auction_fields(settings.constrain, juror, grammar) if hardened else {}
         try:
             return await juror.chat(
                 [{"role": "user", "content": prompt}], phase="jury", max_tokens=max_tokens,
                 temperature=settings.jury_temperature, timeout_s=settings.call_timeout_s,
-                top_logprobs=settings.top_logprobs if expected else None,
+                top_logprobs=settings.top_logprobs if expected else None, **fields,
             )  # fmt: skip
         except LLMError as exc:
             return exc
@@ -313,7 +317,7 @@ async def ask_jury(
     stats = PhaseStats()
     started = time.perf_counter()
     answers = await asyncio.gather(
-        *(ask(juror, prompt, settings.jury_max_tokens * len(idx)) for (juror, idx), prompt in zip(jobs, prompts_))
+        *(ask(juror, prompt, settings.jury_max_tokens * len(idx), len(idx)) for (juror, idx), prompt in zip(jobs, prompts_))
     )
     stats.wall_s = time.perf_counter() - started
 

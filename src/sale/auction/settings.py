@@ -97,6 +97,10 @@ class AuctionSettings(BaseModel):
 
     Calls
       - ``call_timeout_s``: per-call timeout for auction calls (None: the agent's own).
+      - ``constrain``: "off" (the default, the paper's calls) or "auto": a bid and a
+        juror's answer are constrained by a grammar where the agent's endpoint takes one
+        (a plan within the word cap with no code; ``SCORE: n``; the batched jury's
+        ``BID k: n`` lines), see `sale.agent.constrain`.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -129,6 +133,7 @@ class AuctionSettings(BaseModel):
     no_memory: bool = False
 
     call_timeout_s: float | None = Field(default=None, gt=0)
+    constrain: Literal["off", "auto"] = "off"
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "auction settings") -> AuctionSettings:
@@ -150,7 +155,10 @@ class AuctionSettings(BaseModel):
     def round_key(self) -> dict[str, Any]:
         """What an original round depends on: the settings in ROUND_FIELDS and the
         digest of its prompt files (``prompts``, see `sale.prompts`)."""
-        return {**{name: getattr(self, name) for name in ROUND_FIELDS}, "prompts": prompts.digest(prompts.ROUND)}
+        key = {**{name: getattr(self, name) for name in ROUND_FIELDS}, "prompts": prompts.digest(prompts.ROUND)}
+        if self.constrain != "off":  # rounds cached before the setting existed stay valid
+            key["constrain"] = self.constrain
+        return key
 
     def weights_path(self) -> Path | None:
         return Path(self.weights_file) if self.weights_file else None

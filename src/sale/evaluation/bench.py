@@ -85,6 +85,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Sequence
 
 from sale import prompts
+from sale.agent.constrain import OFF as CONSTRAIN_OFF, ConstrainSettings
 from sale.agent.executor import Limits, execute
 from sale.auction.auction import Auction
 from sale.auction.jury import score_bids
@@ -349,6 +350,7 @@ class Bench:
         execution = dict(pool.config.execution)
         fmt = execution.pop("action_format", "text")
         self.action_format = action_format or fmt
+        self.constrain = ConstrainSettings.pop_from(execution, f"{pool.source}: execution")
         self.limits = limits or Limits.from_mapping(execution, f"{pool.source}: execution")
         self.largest = pool.largest.name
         self.default_weights = default_weights(pool.names, {a.name: a.unit_price for a in pool})
@@ -388,6 +390,7 @@ class Bench:
             "auction": self.settings.model_dump(),
             "limits": asdict(self.limits),
             "action_format": self.action_format,
+            "constrain": self.constrain.record(),
             "embedder": getattr(self.embedder, "name", type(self.embedder).__name__),
             "execution_prompts": prompts.digest(prompts.EXECUTION),
             "refine_prompt": prompts.digest(prompts.REFINE),
@@ -409,6 +412,7 @@ class Bench:
             if "rounds" not in have:  # a folder from before the round settings were recorded apart
                 have["rounds"] = AuctionSettings.from_dict(have.get("auction") or {}).round_key()
             have.setdefault("refine_prompt", want["refine_prompt"])  # a folder from before it was recorded
+            have.setdefault("constrain", CONSTRAIN_OFF.record())  # a folder from before constrained steps
             diff = sorted(k for k in want if have.get(k) != want[k])
             core = [k for k in diff if k not in self.SALE_ONLY]
             if core:
@@ -581,6 +585,7 @@ class Bench:
             out = await execute(
                 self.pool[agent], self.envs[task.domain], task, strategy,
                 limits=self.limits, trajectory_path=trajectory, action_format=self.action_format,
+                constrain=self.constrain,
             )  # fmt: skip
         return Cell(
             task_id=task.id, agent=agent, passed=out.passed, dollars=out.dollars,
@@ -1221,6 +1226,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--grade", metavar="RULE", help="pass rule of search answers: em, match (default), f1:T or judge; on a "
         "folder graded under another rule the executions are reused and passed again")
     add("--no-pull", dest="pull", action="store_false", help="do not fetch missing models")
+    add("--constrain", choices=("auto", "grammar", "json_schema", "off"),
+        help="constrain each executor step to the actions (default: the pool file's execution.constrain, else auto)")
 
 
 def load_workload(args: argparse.Namespace) -> tuple[list[Task], list[Path], str]:
@@ -1257,6 +1264,8 @@ def run_from_args(args: argparse.Namespace) -> int:
 
     async def go() -> dict[str, Any]:
         pool = Pool.from_file(pool_path, ledger=Ledger(out / "ledger.jsonl"))
+        if args.constrain:
+            pool.config.execution["constrain"] = args.constrain
         try:
             return await run_bench(
                 pool, train, test, out, envs, orderings=args.orderings, seed=args.seed,

@@ -58,6 +58,7 @@ class Agent:
         extra: dict[str, Any] | None = None,
     ) -> Completion:
         """One call, recorded in the ledger under ``phase``; raises LLMError on failure.
+        ``extra``: more request fields (a ``grammar``, a ``response_format``).
 
         The call's worst-case cost is reserved in the pool's budget first; a call that
         could pass a budget is not made (`sale.llm.budget.OverBudget`, an LLMError).
