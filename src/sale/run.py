@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from sale.agent.executor import Limits, execute
+from sale.agent.executor import Limits
+from sale.agent.modes import ExecutionSettings, execution_config, run_execution
 from sale.envs.base import Environment
 from sale.errors import ConfigError, SaleError
 from sale.jsonl import JsonlWriter, read_jsonl, write_json_atomic
@@ -186,6 +187,7 @@ class Runner:
     out_dir: Path
     limits: Limits = field(default_factory=Limits)
     action_format: str = "text"
+    execution: ExecutionSettings = field(default_factory=ExecutionSettings)
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -234,8 +236,8 @@ class Runner:
                 # to survive a crash of the process, which needs no fsync
                 write_json_atomic(auction_path, decision.record, fsync=False)
             trajectory.unlink(missing_ok=True)  # an interrupted earlier attempt
-            outcome = await execute(
-                self.pool[decision.agent], env, task, decision.strategy,
+            outcome = await run_execution(
+                self.pool[decision.agent], env, task, decision.strategy, settings=self.execution,
                 limits=self.limits, trajectory_path=trajectory, action_format=self.action_format,
             )  # fmt: skip
         self.router.observe(task, decision, outcome.passed)
@@ -341,17 +343,15 @@ def open_runner(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    execution = dict(pool.config.execution)
-    fmt = action_format or execution.pop("action_format", "text")
-    execution.pop("action_format", None)
-    if limits is None:
-        limits = Limits.from_mapping(execution, f"{pool.source}: execution")
+    settings, pool_limits, pool_fmt = execution_config(pool.config.execution, f"{pool.source}: execution")
+    fmt = action_format or pool_fmt
+    limits = limits or pool_limits
     if router is None:
         # WAL with synchronous=NORMAL: a commit survives a crash of the process
         router = SALERouter(pool, SQLiteMemory(out_dir / "memory.sqlite", synchronous="NORMAL"))
     if envs is None:
         envs = build_environments(tasks, data_dir=data_dir, documents=documents, hide_paths=hide_paths)
-    return Runner(pool, router, envs, out_dir, limits=limits, action_format=fmt)
+    return Runner(pool, router, envs, out_dir, limits=limits, action_format=fmt, execution=settings)
 
 
 def as_task_result(rec: dict[str, Any], method: str, largest: str, ordering: int = 0):
