@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,6 +69,10 @@ def execution_config(section: dict[str, Any] | None, where: str = "execution") -
     Raises `ConfigError` naming the field for a bad value or an unknown key.
     """
     data = dict(section or {})
+    known = {"action_format", *SETTING_KEYS, *(f.name for f in fields(Limits))}
+    unknown = sorted(str(k) for k in set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     fmt = data.pop("action_format", "text")
     if fmt not in ACTION_FORMATS:
         raise ConfigError(f"{where}.action_format: got {fmt!r}; expected one of {', '.join(ACTION_FORMATS)}")
