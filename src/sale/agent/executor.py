@@ -19,6 +19,12 @@ defines the function is graded as its answer (``answer_source`` "last_code"): th
 wrote and tried the solution but did not hand it in. Pass ``grade_last_code=False`` to
 count such runs as failures.
 
+On such a task the loop also refuses a stub, runs the task's visible examples against
+each complete definition, and hands in the definition that passed most of them
+(``answer_source`` "best_code" when that is not the last one): see
+`sale.agent.candidates`. ``plan`` places the strategy in the prompt (after the task,
+before it, or nowhere); `sale.agent.modes` adds the direct mode beside this loop.
+
 With a ``trajectory_path``, every step is appended to a JSON Lines file as it happens:
 a header line (task, agent, strategy, limits, the opening messages), one line per step,
 and the outcome last.
