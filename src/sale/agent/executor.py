@@ -344,7 +344,7 @@ class _Episode:
         code = action.arguments.get("code")
         if self.checks is None or not isinstance(code, str):
             return None
-        return self.checks.code_of(code) if ("```" in code or "~~~" in code) else code
+        return self.checks.code_of(code)
 
     async def review_answer(self, answer: str) -> str | None:
         """None to accept an answer; else why it is sent back: a stub, or a new
