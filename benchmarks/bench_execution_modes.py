@@ -16,7 +16,8 @@ Prints, per mode, over the tasks every mode finished:
   modes_tokens_per_task_<mode>  input + output tokens of the execution per task
   modes_wall_s_per_task_<mode>  wall time of the execution per task
   modes_steps_per_task_<mode>   replies per task
-and modes_bid_tokens_per_task (the plan's cost, paid by the plan mode only).
+and modes_bid_tokens_per_task, modes_bid_wall_s_per_task (the plan's cost, paid by the
+plan mode only).
 """
 
 from __future__ import annotations
@@ -87,9 +88,11 @@ async def main_async(args: argparse.Namespace) -> None:
                         raise TimeoutError
                     async with asyncio.timeout(left):
                         if task.id not in plans:
+                            bid_started = time.perf_counter()
                             bids, _, stats = await collect_bids([agent], task.prompt, env.describe(task), settings_all)
                             plans[task.id] = {"task_id": task.id, "plan": bids[0].text if bids else "",
-                                              "tokens": stats.input_tokens + stats.output_tokens}
+                                              "tokens": stats.input_tokens + stats.output_tokens,
+                                              "wall_s": round(time.perf_counter() - bid_started, 2)}
                             plan_writer.write(plans[task.id])
                         started = time.perf_counter()
                         outcome = await run_execution(
@@ -119,6 +122,8 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"modes_steps_per_task_{mode}: {sum(r['steps'] for r in recs) / n:.2f} steps")
     bid_tokens = [plans[i]["tokens"] for i in common if i in plans]
     print(f"modes_bid_tokens_per_task: {sum(bid_tokens) / max(1, len(bid_tokens)):.0f} tokens")
+    bid_wall = [plans[i].get("wall_s", 0.0) for i in common if i in plans]
+    print(f"modes_bid_wall_s_per_task: {sum(bid_wall) / max(1, len(bid_wall)):.1f} s")
 
 
 def main() -> None:
