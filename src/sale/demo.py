@@ -118,7 +118,8 @@ async def run_demo(
     if reused:
         say(f"   reusing {reused} execution(s) where the auction's winner was {largest} with that same bid")
     largest_runner = Runner(pool, OwnBidRouter(largest, out / "sale" / "auctions"), envs, out / "largest",
-                            limits=sale_runner.limits, action_format=sale_runner.action_format)  # fmt: skip
+                            limits=sale_runner.limits, action_format=sale_runner.action_format,
+                            execution=sale_runner.execution)  # fmt: skip
     largest_summary = await _run(largest_runner, tasks, "largest")
 
     # graded tasks only: an errored task (the infrastructure failed) says nothing of either method

@@ -25,7 +25,7 @@ from sale.errors import ConfigError, SaleError
 
 def check_pool(config: PoolConfig, source: str) -> None:
     """The sections of ``config`` a run reads, and its local model files."""
-    from sale.agent.executor import Limits
+    from sale.agent.modes import execution_config
     from sale.auction.settings import AuctionSettings
     from sale.llm.models import resolve_model
 
@@ -37,11 +37,7 @@ def check_pool(config: PoolConfig, source: str) -> None:
         if not weights.is_absolute() and Path(source).is_file():
             weights = Path(source).parent / weights  # as the auction reads it
         Weights.from_file(weights).check_jurors([a.name for a in config.agents])
-    execution = dict(config.execution)
-    fmt = execution.pop("action_format", "text")
-    if fmt not in ("text", "tools"):
-        raise ConfigError(f"{source}: execution.action_format: got {fmt!r}; expected 'text' or 'tools'")
-    Limits.from_mapping(execution, f"{source}: execution")
+    execution_config(config.execution, f"{source}: execution")  # settings, constraint and limits
     for agent in config.agents:
         key_env = agent.endpoint.api_key_env if agent.endpoint is not None else None
         if key_env and key_env not in os.environ:

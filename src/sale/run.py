@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from sale.agent.constrain import ConstrainSettings
-from sale.agent.executor import Limits, execute
+from sale.agent.executor import Limits
+from sale.agent.modes import ExecutionSettings, execution_config, run_execution
 from sale.envs.base import Environment
 from sale.envs.grading import configure_grading, grading_summary, recorded
 from sale.errors import ConfigError, DiskFullError, SaleError
@@ -229,6 +230,7 @@ class Runner:
     retry_errored: bool = True
     stop_after_errors: int = 3
     constrain: ConstrainSettings = field(default_factory=ConstrainSettings)
+    execution: ExecutionSettings = field(default_factory=ExecutionSettings)
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -308,8 +310,8 @@ class Runner:
                 # to survive a crash of the process, which needs no fsync
                 write_json_atomic(auction_path, decision.record, fsync=False)
             trajectory.unlink(missing_ok=True)  # an interrupted earlier attempt
-            outcome = await execute(
-                self.pool[decision.agent], env, task, decision.strategy,
+            outcome = await run_execution(
+                self.pool[decision.agent], env, task, decision.strategy, settings=self.execution,
                 limits=self.limits, trajectory_path=trajectory, action_format=self.action_format,
                 constrain=self.constrain,
             )  # fmt: skip
@@ -607,11 +609,10 @@ def open_runner(
 
     out_dir = Path(out_dir)
     execution = dict(pool.config.execution)
-    fmt = action_format or execution.pop("action_format", "text")
-    execution.pop("action_format", None)
     constrain = ConstrainSettings.pop_from(execution, f"{pool.source}: execution")
-    if limits is None:
-        limits = Limits.from_mapping(execution, f"{pool.source}: execution")
+    settings, pool_limits, pool_fmt = execution_config(execution, f"{pool.source}: execution")
+    fmt = action_format or pool_fmt
+    limits = limits or pool_limits
     if envs is None:
         envs = build_environments(tasks, data_dir=data_dir, documents=documents, hide_paths=hide_paths)
     try:
@@ -622,7 +623,7 @@ def open_runner(
         # WAL with synchronous=NORMAL: a commit survives a crash of the process
         router = SALERouter(pool, SQLiteMemory(out_dir / "memory.sqlite", synchronous="NORMAL"))
     configure_grading(envs, pool, rule=grade, cache_dir=out_dir)
-    return Runner(pool, router, envs, out_dir, limits=limits, action_format=fmt,
+    return Runner(pool, router, envs, out_dir, limits=limits, action_format=fmt, execution=settings,
                   retry_errored=retry_errored, stop_after_errors=stop_after_errors, constrain=constrain)
 
 

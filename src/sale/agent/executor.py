@@ -20,6 +20,12 @@ defines the function is graded as its answer (``answer_source`` "last_code"): th
 wrote and tried the solution but did not hand it in. Pass ``grade_last_code=False`` to
 count such runs as failures.
 
+On such a task the loop also refuses a stub, runs the task's visible examples against
+each complete definition, and hands in the definition that passed most of them
+(``answer_source`` "best_code" when that is not the last one): see
+`sale.agent.candidates`. ``plan`` places the strategy in the prompt (after the task,
+before it, or nowhere); `sale.agent.modes` adds the direct mode beside this loop.
+
 With a ``trajectory_path``, every step is appended to a JSON Lines file as it happens:
 a header line (task, agent, strategy, limits, the opening messages), one line per step,
 and the outcome last.
@@ -43,6 +49,7 @@ from sale.agent.actions import (
     answer_form, describe_text_tools, example_reply, parse_text_action, parse_tool_call, tool_schemas,
 )  # fmt: skip
 from sale.agent.constrain import ConstrainSettings, Constraint, action_constraint, turn_back
+from sale.agent.candidates import CodingChecks
 from sale.envs.base import Environment, Tool
 from sale.errors import BudgetExceeded, ConfigError
 from sale.llm.client import Completion, ContextOverflow, LLMError
@@ -52,6 +59,9 @@ from sale.workloads.task import Task
 log = logging.getLogger(__name__)
 
 ACTION_FORMATS = ("text", "tools")
+#: Where the winner's plan goes in the task prompt: before the task, after it (the
+#: paper's executor, the default), or nowhere.
+PLAN_POSITIONS = ("before", "after", "none")
 #: The note after the observation that precedes the agent's last reply.
 LAST_REPLY = {
     "text": "This is your last reply: write ANSWER: and your final answer now.",
@@ -160,9 +170,14 @@ def truncate(text: str, limit: int) -> str:
     return f"{text[:head]}\n... [{len(text) - head - tail} characters cut] ...\n{text[-tail:]}"
 
 
-def opening_messages(env: Environment, task: Task, strategy: str, tools: list[Tool], limits: Limits, action_format: str) -> list[dict[str, Any]]:
+def opening_messages(env: Environment, task: Task, strategy: str, tools: list[Tool], limits: Limits, action_format: str,
+                     plan: str = "after") -> list[dict[str, Any]]:  # fmt: skip
     """The system prompt (format, tools, an example reply) and the user prompt
-    (environment, task, "Your plan: <strategy>", a cue to act)."""
+    (environment, task, "Your plan: <strategy>" after the task, before it or not at
+    all as ``plan`` says, a cue to act; for a coding task with an entry point the cue
+    asks for a complete implementation first)."""
+    if plan not in PLAN_POSITIONS:
+        raise ConfigError(f"plan must be one of {', '.join(PLAN_POSITIONS)}, got {plan!r}")
     if action_format == "text":
         system = load_prompt("execute_system_text.txt").substitute(
             tools=describe_text_tools(tools), answer=answer_form(), example=example_reply(tools),
@@ -171,14 +186,22 @@ def opening_messages(env: Environment, task: Task, strategy: str, tools: list[To
         system = load_prompt("execute_system_tools.txt").substitute(max_steps=limits.max_steps)
     environment = env.describe(task).strip()
     instructions = env.answer_instructions(task).strip()
+    shown = f"Your plan: {strategy.strip()}\n\n" if strategy.strip() and plan != "none" else ""
+    start = "Follow the plan. " if shown else ""
+    entry = task.grading.get("entry_point") if isinstance(task.grading, dict) else None
+    code_tool = next((t for t in tools if "code" in t.parameters.get("required", [])), None)
+    if task.domain == "coding" and isinstance(entry, str) and entry and code_tool is not None:
+        how = f"a ```{block_label(code_tool)} block" if action_format == "text" else code_tool.name
+        start += load_prompt("execute_coding_start.txt").substitute(entry_point=entry, tool=how)
     user = load_prompt("execute_task.txt").substitute(
         environment=environment,
         task=task.prompt.strip(),
-        plan=f"Your plan: {strategy.strip()}\n\n" if strategy.strip() else "",
+        plan_before=shown if plan == "before" else "",
+        plan=shown if plan == "after" else "",
         # Not said twice: small models copy instructions near the end of the prompt as
         # their answer.
         answer_instructions="" if instructions in environment else f"Your final answer: {instructions}\n\n",
-        start="Follow the plan. " if strategy.strip() else "",
+        start=start,
     )
     return [{"role": "system", "content": system.strip()}, {"role": "user", "content": user.strip()}]
 
@@ -204,7 +227,8 @@ class _Episode:
 
     def __init__(self, agent: Any, env: Environment, task: Task, tools: list[Tool], limits: Limits,
                  action_format: str, phase: str, messages: list[dict[str, Any]], trajectory: _Trajectory | None,
-                 constraint: Constraint | None = None, turn_back_restated: bool = False):  # fmt: skip
+                 constraint: Constraint | None = None, turn_back_restated: bool = False,
+                 checks: CodingChecks | None = None):  # fmt: skip
         self.agent, self.env, self.task, self.tools = agent, env, task, tools
         self.constraint, self.turn_back_restated = constraint, turn_back_restated
         self.limits, self.format, self.phase = limits, action_format, phase
@@ -220,6 +244,7 @@ class _Episode:
         self.last_code: str | None = None
         self.done: set[str] = set()  # actions already run, to catch a model repeating itself
         self.pending: dict[str, Any] | None = None  # the step under way, for the trajectory
+        self.checks = checks  # a coding task's checks: stubs refused, examples run, best candidate kept
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -272,10 +297,24 @@ class _Episode:
             if action.kind == "answer":
                 if self.turn_back(c, action):
                     return
-                self.answer = action.answer
-                self.finish_step(observation=None)
-                raise _Ended("submitted")
+                note = await self.review_answer(action.answer or "")
+                if note is None:
+                    self.answer = action.answer
+                    self.finish_step(observation=None)
+                    raise _Ended("submitted")
+                self.malformed_run = 0
+                self.reply(c, action, note, label=None)
+                self.finish_step(observation=note)
+                return
             key = json.dumps([action.tool, action.arguments], sort_keys=True, default=str)
+            code = self.candidate_code(action)
+            if code is not None and self.checks is not None and self.checks.is_stub(code):
+                note = self.checks.refusal()  # not run, not remembered: a stub again gets the same answer
+                self.malformed_run = 0
+                self.pending["refused"] = "stub"
+                self.reply(c, action, note, label=None)
+                self.finish_step(observation=note)
+                return
             if key in self.done:
                 if self.defines_entry(action.arguments.get("code")):
                     # The same solution again: the agent has nothing more to try (graded as last_code).
@@ -285,6 +324,12 @@ class _Episode:
                 raise MalformedAction(REPEATED[self.format])
             observation = await self.run_tool(action)
             self.done.add(key)
+            report = ""
+            if code is not None and self.checks is not None and self.defines_entry(code):
+                run = await self.checks.check(code, self.steps)
+                report = self.checks.report(run)
+                if run.total:
+                    self.pending["examples"] = {"passed": run.passed, "total": run.total}
         except MalformedAction as exc:
             self.malformed += 1
             self.malformed_run += 1
@@ -296,6 +341,8 @@ class _Episode:
             return
         self.malformed_run = 0
         shown = truncate(observation or "(no output)", lim.max_observation_chars)
+        if report:  # short by construction, and never cut: it is what the agent must fix
+            shown = f"{shown}\n\n{report}"
         self.reply(c, action, shown, label=block_label(self.by_name[action.tool]))
         self.finish_step(observation=shown)
 
@@ -309,6 +356,33 @@ class _Episode:
         self.reply(c, action, message, label=None)
         self.finish_step(observation=message)
         return True
+
+    def candidate_code(self, action: Action) -> str | None:
+        """The code of a code-running action on a coding task, as the sandbox gets it."""
+        code = action.arguments.get("code")
+        if self.checks is None or not isinstance(code, str):
+            return None
+        return self.checks.code_of(code)
+
+    async def review_answer(self, answer: str) -> str | None:
+        """None to accept an answer; else why it is sent back: a stub, or a new
+        candidate that fails some of the task's examples while replies are left (the
+        same code answered again is accepted as it is)."""
+        checks = self.checks
+        if checks is None:
+            return None
+        code = checks.code_of(answer)
+        if not self.defines_entry(code):
+            return None  # prose: graded by the code the agent ran (see _graded)
+        if checks.is_stub(code):
+            return checks.refusal() if self.steps < self.limits.max_steps else None
+        if checks.checked(code) or not checks.examples or self.steps >= self.limits.max_steps:
+            return None
+        run = await checks.check(code, self.steps)
+        self.pending["examples"] = {"passed": run.passed, "total": run.total}
+        if run.all_passed:
+            return None
+        return "Your answer was not handed in yet. " + checks.report(run)
 
     def defines_entry(self, code: Any) -> bool:
         """Whether ``code`` defines the function a coding task's grading calls."""
@@ -381,6 +455,8 @@ async def execute(
     phase: str = "execute",
     grade_last_code: bool = True,
     constrain: ConstrainSettings | str | None = None,
+    plan: str = "after",
+    check_examples: bool = True,
 ) -> Outcome:
     """Run ``agent`` on ``task`` in ``env`` following ``strategy``; grade and return the outcome.
 
@@ -390,6 +466,11 @@ async def execute(
     malformed replies, failing tools and endpoint errors end the run with a reason.
     ``constrain`` (`sale.agent.constrain`; default ``auto``) constrains each reply to
     the actions, and turns back a search answer that restates the question.
+
+    ``plan`` places the strategy after the task (default), before it, or leaves it out
+    ("none"). On a coding task with an entry point a stub is refused, and with
+    ``check_examples`` the task's visible examples are run against each complete
+    definition and the best one is handed in (see `sale.agent.candidates`).
     """
     if action_format not in ACTION_FORMATS:
         raise ConfigError(f"action_format must be one of {', '.join(ACTION_FORMATS)}, got {action_format!r}")
@@ -399,16 +480,18 @@ async def execute(
         raise ConfigError(f"environment '{env.name}': tool name(s) {', '.join(sorted(reserved))} are reserved for the final answer")
     settings = constrain if isinstance(constrain, ConstrainSettings) else ConstrainSettings(mode=constrain or "auto")
     constraint = action_constraint(settings, agent, tools, task, action_format, limits.max_output_tokens)
-    messages = opening_messages(env, task, strategy, tools, limits, action_format)
+    messages = opening_messages(env, task, strategy, tools, limits, action_format, plan)
     path = Path(trajectory_path) if trajectory_path is not None else None
     trajectory = _Trajectory(path) if path is not None else None
+    checks = CodingChecks.for_task(env, task, examples=check_examples)
     episode = _Episode(agent, env, task, tools, limits, action_format, phase, messages, trajectory,
-                       constraint, settings.turns_back)  # fmt: skip
+                       constraint, settings.turns_back, checks)  # fmt: skip
     try:
         if trajectory:
             trajectory.write({
                 "type": "header", "task_id": task.id, "agent": agent.name, "strategy": strategy,
-                "limits": asdict(limits), "action_format": action_format, "phase": phase,
+                "limits": asdict(limits), "action_format": action_format, "phase": phase, "plan": plan,
+                "visible_examples": len(checks.examples) if checks is not None else None,
                 "environment": env.name, "tools": [t.name for t in tools], "messages": messages,
                 "constrain": constraint.record(),
                 "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -441,7 +524,20 @@ async def _graded(ep: _Episode, env: Environment, task: Task, reason: str, grade
     """The episode's outcome, its answer (or the last code, see module doc) graded."""
     answer, source = ep.answer, "submitted" if ep.answer is not None else None
     entry = task.grading.get("entry_point")
-    if grade_last_code and ep.last_code and (answer is None or not _defines(answer, entry)):
+    checks = ep.checks
+    best = checks.best() if checks is not None and grade_last_code else None
+    if best is not None:
+        code = checks.code_of(answer) if answer is not None else ""
+        if answer is not None and _defines(code, entry) and not checks.is_stub(code):
+            mine = checks.passed(code)
+            if mine is None and checks.examples:  # answered on the last reply: not checked yet
+                mine = (await checks.check(code, ep.steps)).passed
+            if mine is not None and best.passed > mine:
+                answer, source = best.code, "best_code"  # an earlier candidate did better on the examples
+        else:
+            last = checks.code_of(ep.last_code) if ep.last_code else None
+            answer, source = best.code, "last_code" if best.code == last else "best_code"
+    elif grade_last_code and ep.last_code and (answer is None or not _defines(answer, entry)):
         answer, source = ep.last_code, "last_code"
     passed, score, detail = False, 0.0, {}
     if answer is not None:

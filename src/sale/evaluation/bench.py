@@ -86,7 +86,8 @@ from typing import Any, Awaitable, Callable, Iterable, Sequence
 
 from sale import prompts
 from sale.agent.constrain import OFF as CONSTRAIN_OFF, ConstrainSettings
-from sale.agent.executor import Limits, execute
+from sale.agent.executor import Limits
+from sale.agent.modes import ExecutionSettings, execution_config, run_execution
 from sale.auction.auction import Auction
 from sale.auction.jury import score_bids
 from sale.auction.record import BIDDER, ORIGINAL, AuctionError, AuctionResult, PhaseStats, Round
@@ -323,6 +324,7 @@ class Bench:
         say: Say = _stderr,
         progress: bool = True,
         grade: str | None = None,
+        execution: dict[str, Any] | None = None,
     ):
         self.pool = pool
         self.train = list(tasks_train)
@@ -347,11 +349,12 @@ class Bench:
         self.settings = AuctionSettings.from_dict({**base.model_dump(), "weights_file": None})
         self.main_key = round_key(self.settings)
         self._own_fits: dict[str, Weights] = {}  # weights fitted on other round settings, by round key
-        execution = dict(pool.config.execution)
-        fmt = execution.pop("action_format", "text")
+        # ``execution`` (e.g. {"mode": "direct"}) overrides the pool file's execution settings
+        section = {**pool.config.execution, **(execution or {})}
+        self.execution, pool_limits, fmt = execution_config(section, f"{pool.source}: execution")
         self.action_format = action_format or fmt
-        self.constrain = ConstrainSettings.pop_from(execution, f"{pool.source}: execution")
-        self.limits = limits or Limits.from_mapping(execution, f"{pool.source}: execution")
+        self.constrain = ConstrainSettings.pop_from(section, f"{pool.source}: execution")
+        self.limits = limits or pool_limits
         self.largest = pool.largest.name
         self.default_weights = default_weights(pool.names, {a.name: a.unit_price for a in pool})
 
@@ -391,6 +394,7 @@ class Bench:
             "limits": asdict(self.limits),
             "action_format": self.action_format,
             "constrain": self.constrain.record(),
+            "execution": self.execution.model_dump(),
             "embedder": getattr(self.embedder, "name", type(self.embedder).__name__),
             "execution_prompts": prompts.digest(prompts.EXECUTION),
             "refine_prompt": prompts.digest(prompts.REFINE),
@@ -582,8 +586,8 @@ class Bench:
         trajectory.parent.mkdir(parents=True, exist_ok=True)
         trajectory.unlink(missing_ok=True)  # left by an interrupted attempt
         with ledger_tags(task=task.id):
-            out = await execute(
-                self.pool[agent], self.envs[task.domain], task, strategy,
+            out = await run_execution(
+                self.pool[agent], self.envs[task.domain], task, strategy, settings=self.execution,
                 limits=self.limits, trajectory_path=trajectory, action_format=self.action_format,
                 constrain=self.constrain,
             )  # fmt: skip
@@ -1118,6 +1122,7 @@ class Bench:
                 "auction": self.settings.model_dump(),
                 "limits": asdict(self.limits),
                 "action_format": self.action_format,
+                "execution": self.execution.model_dump(),
                 "embedder": getattr(self.embedder, "name", type(self.embedder).__name__),
                 "parallel": self.parallel,
             },
@@ -1173,6 +1178,7 @@ async def run_bench(
     say: Say = _stderr,
     progress: bool = True,
     grade: str | None = None,
+    execution: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the bench into ``out_dir`` and return the contents of its summary.json.
 
@@ -1180,12 +1186,13 @@ async def run_bench(
     it). ``settings`` default to the pool file's ``auction:`` section, ``limits`` and
     ``action_format`` to its ``execution:`` section. ``parallel`` bounds concurrent
     rounds and matrix executions (SALE streams run one task at a time: memory makes
-    order matter).
+    order matter). ``execution`` overrides settings of the pool's ``execution:`` section
+    (``{"mode": "direct"}`` builds the outcome matrix from direct answers).
     """
     bench = Bench(
         pool, tasks_train, tasks_test, out_dir, envs, settings=settings, jury_mode=jury_mode,
         limits=limits, action_format=action_format, parallel=parallel, seed=seed, embedder=embedder,
-        pull_missing=pull_missing, say=say, progress=progress, grade=grade,
+        pull_missing=pull_missing, say=say, progress=progress, grade=grade, execution=execution,
     )  # fmt: skip
     return await bench.run(orderings=orderings, ablations=ablations, compare_jury=compare_jury, variants=variants)
 
@@ -1228,6 +1235,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--no-pull", dest="pull", action="store_false", help="do not fetch missing models")
     add("--constrain", choices=("auto", "grammar", "json_schema", "off"),
         help="constrain each executor step to the actions (default: the pool file's execution.constrain, else auto)")
+    add("--execution-mode", choices=("agent", "direct"),
+        help="how every execution runs: the tool-using loop (agent) or one direct answer (default: the pool file's, else agent)")
+    add("--execution-plan", choices=("after", "before", "none"),
+        help="where the executing agent's plan goes in its prompt (default: the pool file's, else after the task)")
 
 
 def load_workload(args: argparse.Namespace) -> tuple[list[Task], list[Path], str]:
@@ -1271,6 +1282,7 @@ def run_from_args(args: argparse.Namespace) -> int:
                 pool, train, test, out, envs, orderings=args.orderings, seed=args.seed,
                 ablations=args.ablations, variants=args.variants, jury_mode=args.jury_mode, compare_jury=args.compare_jury,
                 parallel=args.parallel, embedder=embedder, pull_missing=args.pull, grade=args.grade,
+                execution={k: v for k in ("mode", "plan") if (v := getattr(args, f"execution_{k}", None))},
             )  # fmt: skip
         finally:
             await pool.stop()

@@ -15,7 +15,8 @@ from importlib import resources
 #: The prompts an original round (the bids and their jury) is made with.
 ROUND = ("bid.txt", "jury_bid.txt", "jury_batch.txt")
 #: The prompts a tool-using execution is made with.
-EXECUTION = ("execute_system_text.txt", "execute_system_tools.txt", "execute_task.txt")
+EXECUTION = ("execute_system_text.txt", "execute_system_tools.txt", "execute_task.txt",
+             "execute_coding_start.txt", "direct_task.txt", "direct_search.txt")
 #: The prompt refinement is made with (it matters to the SALE orderings only).
 REFINE = ("refine.txt",)
 
