@@ -229,3 +229,55 @@ def test_concurrency_below_one_is_refused(tmp_path, capsys):
         cli(["run", "--tasks", "x.jsonl", "--out", str(tmp_path / "o"), "--concurrency", "0"])
     assert "expected a whole number >= 1" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+# ----------------------------------------------------------------------------- one memory in Postgres
+
+
+def test_runs_in_flight_together_share_one_postgres_memory(postgres_url, tmp_path):
+    """Two runs at once, each with 4 tasks in flight, write one Postgres memory; the
+    pool file's ``memory:`` names it for the second."""
+    from sale.memory.postgres import PostgresMemory
+
+    all_tasks = [json.loads(line) for line in write_tasks(tmp_path / "all.jsonl", 16).read_text().splitlines()]
+    halves = []
+    for h in range(2):
+        path = tmp_path / f"tasks{h}.jsonl"
+        path.write_text("".join(json.dumps(t) + "\n" for t in all_tasks[h::2]))
+        halves.append(path)
+    with ScriptedServer(slow_execution) as srv:
+        pool = write_pool(tmp_path / "pool.yaml", srv.base_url)
+        shared_pool = write_pool(tmp_path / "pool-pg.yaml", srv.base_url, f"memory: {postgres_url}\n")
+        cmds = [
+            [sys.executable, "-m", "sale.cli", "run", "--pool", str(pool), "--tasks", str(halves[0]),
+             "--out", str(tmp_path / "a"), "--concurrency", "4", "--memory", postgres_url],
+            [sys.executable, "-m", "sale.cli", "run", "--pool", str(shared_pool), "--tasks", str(halves[1]),
+             "--out", str(tmp_path / "b"), "--concurrency", "4"],
+        ]  # fmt: skip
+        procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for c in cmds]
+        for p in procs:
+            _, err = p.communicate(timeout=300)
+            assert p.returncode in (0, 3), err
+    assert not (tmp_path / "a" / "memory.sqlite").exists() and not (tmp_path / "b" / "memory.sqlite").exists()
+    done = {**latest(tmp_path / "a"), **latest(tmp_path / "b")}
+    assert len(done) == 16
+    with PostgresMemory(postgres_url) as mem:
+        records = {r.task_id: r for r in mem}
+    assert sorted(records) == sorted(done) and len(mem_ids := [*records]) == len(set(mem_ids))
+    assert all(records[t].passed == r["passed"] for t, r in done.items())  # every outcome, once
+    retrieved = set()
+    for folder in ("a", "b"):
+        for rec in read_jsonl(tmp_path / folder / "results.jsonl"):
+            retrieved |= set(json.loads((tmp_path / folder / rec["auction"]).read_text())["refinement"]["retrieved"])
+    assert retrieved  # the memory was read
+
+
+def test_an_unreachable_postgres_memory_stops_the_run_before_the_folder_is_made(scripted, tmp_path, capsys):
+    pytest.importorskip("psycopg")
+    scripted.responder = responder()
+    pool = write_pool(tmp_path / "pool.yaml", scripted.base_url)
+    tasks = write_tasks(tmp_path / "tasks.jsonl", 2)
+    code = run_cli(pool, tasks, tmp_path / "out", "--memory", "postgresql://sale:pw@127.0.0.1:1/db")
+    assert code == 2 and not (tmp_path / "out").exists()
+    err = capsys.readouterr().err
+    assert "postgresql://sale:***@127.0.0.1:1/db: cannot connect to the auction memory" in err and "pw@" not in err

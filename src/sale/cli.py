@@ -113,6 +113,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.pull:
         _pull_missing(pool_path)
     check_pool(pool_config, str(pool_path))
+    memory_spec = args.memory or pool_config.memory
+    from sale.memory.postgres import PostgresMemory, is_postgres_url
+
+    if is_postgres_url(memory_spec):  # reachable, with a schema this version reads
+        PostgresMemory(memory_spec).close()
     task_dirs = {parse_spec(spec)[1].resolve().parent for spec in args.tasks}
     envs = build_environments(tasks, data_dir=args.data_dir, documents=args.documents, hide_paths=task_dirs)
     if args.probe:
@@ -123,7 +128,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         _say(f"{len(tasks)} tasks, pool {pool_path} ({', '.join(pool.names)}), writing {out}")
         async with pool:
             runner = open_runner(pool, out, tasks, envs=envs, grade=args.grade, retry_errored=not args.skip_errored,
-                                 stop_after_errors=args.stop_after_errors, concurrency=args.concurrency)
+                                 stop_after_errors=args.stop_after_errors, concurrency=args.concurrency,
+                                 memory=args.memory)
             done = runner.finished()
             finished = sum(runner.is_done(r) for r in done.values())
             retried = len(done) - finished
@@ -296,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop once N tasks in a row errored alike, e.g. an endpoint is down (default 3; 0: never)")
     r.add_argument("--concurrency", type=_positive, default=1, metavar="N",
                    help="tasks in flight at once (default 1); each agent's own concurrency still bounds its calls")
+    r.add_argument("--memory", metavar="URL_OR_FILE",
+                   help="auction memory: postgresql://... (shared by many runs) or a SQLite file "
+                        "(default: the pool file's memory:, else OUT/memory.sqlite)")
     r.add_argument("--no-probe", dest="probe", action="store_false",
                    help="do not check that the pool's endpoints answer before the run")
     r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")

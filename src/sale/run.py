@@ -643,11 +643,12 @@ def open_runner(
     by the task's or the pool file's rule, else ``match``.
 
     ``concurrency``: tasks in flight at once (see `Runner`). ``memory``: the auction
-    memory of the default router (a store, or a ``postgresql://`` URL); default the
-    folder's ``memory.sqlite``. New records wait for their outcome (`StagedMemory`).
+    memory of the default router (a store, a ``postgresql://`` URL or a SQLite file);
+    default the pool file's ``memory:``, else the folder's ``memory.sqlite``. New records wait for their outcome (`StagedMemory`).
 
     Everything that can be checked is checked before ``out_dir`` is created.
     """
+    from sale.memory.postgres import PostgresMemory, is_postgres_url
     from sale.memory.staged import StagedMemory
     from sale.memory.store import SQLiteMemory
     from sale.routers.sale import SALERouter
@@ -660,14 +661,20 @@ def open_runner(
         limits = Limits.from_mapping(execution, f"{pool.source}: execution")
     if envs is None:
         envs = build_environments(tasks, data_dir=data_dir, documents=documents, hide_paths=hide_paths)
+    if router is None and memory is None and pool.config.memory:
+        memory = pool.config.memory
+        if not is_postgres_url(memory) and not Path(memory).is_absolute() and pool.source:
+            memory = str(Path(pool.source).parent / memory)  # a file named in the pool file
+    if router is None and is_postgres_url(memory):
+        memory = PostgresMemory(memory)  # before the folder is made: an unreachable database stops here
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _write_error(exc, out_dir) from exc
     if router is None:
         # WAL with synchronous=NORMAL: a commit survives a crash of the process
-        if memory is None:
-            memory = SQLiteMemory(out_dir / "memory.sqlite", synchronous="NORMAL")
+        if memory is None or isinstance(memory, (str, Path)):
+            memory = SQLiteMemory(memory or out_dir / "memory.sqlite", synchronous="NORMAL")
         router = SALERouter(pool, StagedMemory(memory))
     configure_grading(envs, pool, rule=grade, cache_dir=out_dir)
     return Runner(pool, router, envs, out_dir, limits=limits, action_format=fmt,
