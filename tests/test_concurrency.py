@@ -131,14 +131,16 @@ def test_a_staged_record_is_invisible_until_its_outcome_and_reads_keep_their_mom
     mem.close()
 
 
-def test_kill_9_with_four_in_flight_loses_and_duplicates_nothing(tmp_path):
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_kill_9_with_four_in_flight_loses_and_duplicates_nothing(store, request, tmp_path):
     n = 12
+    memory = ["--memory", request.getfixturevalue("postgres_url")] if store == "postgres" else []
     tasks = write_tasks(tmp_path / "tasks.jsonl", n)
     with ScriptedServer(responder(delay=0.05)) as srv:
         pool = write_pool(tmp_path / "pool.yaml", srv.base_url)
         out = tmp_path / "out"
         cmd = [sys.executable, "-m", "sale.cli", "run", "--pool", str(pool), "--tasks", str(tasks), "--out", str(out),
-               "--concurrency", "4"]  # fmt: skip
+               "--concurrency", "4", *memory]  # fmt: skip
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and len(list(read_jsonl(out / "results.jsonl"))) < 3:
@@ -148,18 +150,25 @@ def test_kill_9_with_four_in_flight_loses_and_duplicates_nothing(tmp_path):
         before = (out / "results.jsonl").read_text()
         killed = [json.loads(line) for line in before.splitlines()]  # every line whole
         assert 3 <= len(killed) < n
-        assert run_cli(pool, tasks, out, "--concurrency", "4") == 0
+        assert run_cli(pool, tasks, out, "--concurrency", "4", *memory) == 0
     after = (out / "results.jsonl").read_text()
     assert after.startswith(before)  # nothing written before the kill is lost
     ids = [json.loads(line)["task_id"] for line in after.splitlines()]
     assert sorted(ids) == sorted(f"q{i}" for i in range(n))  # each task once
-    db = sqlite3.connect(out / "memory.sqlite")
-    try:
-        rows = [r[0] for r in db.execute("SELECT task_id FROM auctions")]
-        assert db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == len(rows)
-    finally:
-        db.close()
-    assert sorted(rows) == sorted(ids)  # each memory record once
+    if store == "sqlite":
+        db = sqlite3.connect(out / "memory.sqlite")
+        try:
+            rows = [r[0] for r in db.execute("SELECT task_id FROM auctions")]
+            assert db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == len(rows)
+        finally:
+            db.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(memory[1]) as conn:
+            rows = [r[0] for r in conn.execute("SELECT task_id FROM sale_memory_auctions")]
+            assert conn.execute("SELECT COUNT(*) FROM sale_memory_auctions WHERE passed IS NULL").fetchone()[0] == 0
+    assert sorted(rows) == sorted(ids)  # each memory record once, with its outcome
     summary = json.loads((out / "summary.json").read_text())
     assert summary["tasks"] == n and summary["passed"] == n
 
