@@ -443,3 +443,23 @@ async def test_tiny_jurors_under_the_grammar_always_score(tiny_model, jury_mode)
             else:
                 assert len(raws) == 4 and all(r is not None and 0 <= r <= 5 for r in raws)
                 assert all("`" not in b.text and len(b.text.split()) <= words_for(24) for b in bids)
+
+
+async def test_once_the_answer_is_asked_for_the_grammar_allows_only_the_answer(scripted, search_env, search_tools):
+    """After a repeated action (the executor asks for the final answer) and for the last
+    reply, a constrained step can only be the answer: the 0.5B model, still offered
+    search, repeated its search until the wall-clock limit."""
+    full = action_grammar(search_tools, SEARCH_TASK, max_tokens=Limits().max_output_tokens)
+    answer_only = action_grammar([], SEARCH_TASK, max_tokens=Limits().max_output_tokens)
+    assert "search" not in answer_only and "answer ::=" in answer_only
+    async with _pool(scripted, structured_output="grammar") as pool:
+        scripted.script("small", Reply('search("Eiffel Tower")'), Reply('search("Eiffel Tower")'),
+                        Reply("ANSWER: Gustave Eiffel"))  # fmt: skip
+        out = await execute(pool["small"], search_env, SEARCH_TASK, "", limits=Limits(max_steps=8))
+        assert out.passed
+        assert [r["grammar"] for r in scripted.requests_for("small")] == [full, full, answer_only]
+        # the last reply of an episode is asked for the answer too
+        scripted.script("small", Reply('search("Eiffel Tower")'), Reply("ANSWER: Gustave Eiffel"))
+        out = await execute(pool["small"], search_env, SEARCH_TASK, "", limits=Limits(max_steps=2))
+        assert out.passed
+        assert [r["grammar"] for r in scripted.requests_for("small")[-2:]] == [full, answer_only]

@@ -29,7 +29,7 @@ does ``constrain: off``, which leaves the executor as it was.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sale.envs.base import Tool
@@ -277,9 +277,16 @@ class Constraint:
     mode: str
     used: str | None
     fields: dict[str, Any]
+    # The fields once the episode has asked for the final answer (after a repeated
+    # action, and for the last reply): the final answer is the only action allowed.
+    answer_fields: dict[str, Any] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
         return {"mode": self.mode, "used": self.used}
+
+    def request(self, answer_only: bool = False) -> dict[str, Any]:
+        """The request fields of a step (``answer_only``: once the answer is asked for)."""
+        return (self.answer_fields or self.fields) if answer_only else self.fields
 
 
 def action_constraint(settings: ConstrainSettings | str | None, agent: Any, tools: list[Tool], task: Any,
@@ -290,11 +297,13 @@ def action_constraint(settings: ConstrainSettings | str | None, agent: Any, tool
     used = choose(settings.mode, agent, action_format)
     if used == "grammar":
         fields = request_fields(used, grammar=action_grammar(tools, task, max_tokens=max_tokens))
+        answer = request_fields(used, grammar=action_grammar([], task, max_tokens=max_tokens))
     elif used == "json_schema":
         fields = request_fields(used, schema=action_schema(tools, task))
+        answer = request_fields(used, schema=action_schema([], task))
     else:
-        fields = {}
-    return Constraint(settings.mode, used, fields)
+        fields = answer = {}
+    return Constraint(settings.mode, used, fields, answer)
 
 
 def bid_grammar(max_words: int) -> str:

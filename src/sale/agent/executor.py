@@ -245,6 +245,7 @@ class _Episode:
         self.done: set[str] = set()  # actions already run, to catch a model repeating itself
         self.pending: dict[str, Any] | None = None  # the step under way, for the trajectory
         self.checks = checks  # a coding task's checks: stubs refused, examples run, best candidate kept
+        self.answer_only = False  # the final answer was asked for: a constraint allows only it
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -275,10 +276,11 @@ class _Episode:
     async def step(self) -> None:
         lim = self.limits
         budget = lim.max_tokens - self.input_tokens - self.output_tokens
+        fields = self.constraint.request(self.answer_only) if self.constraint else {}
         c: Completion = await self.agent.chat(
             self.messages, phase=self.phase, max_tokens=max(1, min(lim.max_output_tokens, budget)),
             stop=TEXT_STOP if self.format == "text" else None, tools=self.schemas,
-            **({"extra": self.constraint.fields} if self.constraint and self.constraint.fields else {}),
+            **({"extra": fields} if fields else {}),
         )  # fmt: skip
         self.steps += 1
         self.input_tokens += c.input_tokens
@@ -417,6 +419,8 @@ class _Episode:
         """Append the agent's reply and the observation to the conversation."""
         left = self.limits.max_steps - self.steps
         note = LAST_REPLY[self.format] if left == 1 else f"({left} replies left.)"
+        if left == 1 or observation == REPEATED[self.format]:
+            self.answer_only = True
         call = c.tool_calls[0] if self.format == "tools" and c.tool_calls else None
         if call is not None:
             self.messages.append({"role": "assistant", "content": c.text, "tool_calls": [
