@@ -344,3 +344,52 @@ async def test_router_reports_a_gated_task(scripted, mem):
         router = SALERouter(pool, mem, AuctionSettings(gate=GateSettings(**GATE)), WEIGHTS)
         decision = await router.route(TASK, Env())
     assert decision.agent == "small" and decision.info["gated"] is True and decision.info["auction_calls"] == 1
+
+
+def test_sale_run_gates_agreed_tasks_and_counts_them_in_the_summary(scripted, tmp_path):
+    """`sale run` with the gate: once the k nearest past tasks were all passed by the
+    same agent, a task costs one bid call and no jury call; summary.json counts it."""
+    import json
+
+    from sale.cli import main as cli
+    from sale.jsonl import read_jsonl
+
+    def answer(req):
+        text = prompt_text(req)
+        if "You are a juror" in text:
+            return Reply("SCORE: 4\nBID 1: 4\nBID 2: 4")
+        if "ANSWER:" in text:
+            return Reply("It is in Paris.\nANSWER: Paris")
+        return Reply("Search the landmark, read its page, answer with the city.")
+
+    scripted.responder = answer
+    pool = tmp_path / "pool.yaml"
+    pool.write_text(scripted_pool_yaml(scripted.base_url, [("small", 0.1), ("big", 1.0)])
+                    + "auction:\n  gate: {k: 3, min_similarity: 0.3, explore: 0.0}\n")  # fmt: skip
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text("".join(json.dumps({
+        "id": f"q{i}", "domain": "search", "prompt": f"Which city is landmark number {i} in?",
+        "grading": {"answers": ["Paris"]},
+        "documents": [{"id": f"d{i}", "title": f"Landmark {i}", "text": f"Landmark {i} stands in Paris."}],
+    }) + "\n" for i in range(6)))  # fmt: skip
+    out = tmp_path / "out"
+    assert cli(["run", "--pool", str(pool), "--tasks", str(tasks), "--out", str(out)]) == 0
+    results = {r["task_id"]: r for r in read_jsonl(out / "results.jsonl")}
+    assert [results[f"q{i}"]["gated"] for i in range(6)] == [False] * 3 + [True] * 3
+    ledger = [json.loads(line) for line in (out / "ledger.jsonl").read_text().splitlines()]
+    for i in range(6):
+        auction_calls = [(e["phase"], e["agent"]) for e in ledger if e["task"] == f"q{i}" and e["phase"] != "execute"]
+        record = json.loads((out / results[f"q{i}"]["auction"]).read_text())
+        if i < 3:
+            assert ("jury", "big") in auction_calls and not record["gate"]["gated"]
+        else:
+            assert auction_calls == [("bid", "small")]
+            assert record["gate"]["gated"] and record["gate"]["agent"] == "small"
+            assert [n["executor"] for n in record["gate"]["neighbours"]] == ["small"] * 3
+    summary = json.loads((out / "summary.json").read_text())
+    gated = summary["gated"]
+    assert gated["tasks"] == 3 and summary["pass_at_1"] == 1.0
+    full = [results[f"q{i}"] for i in range(3)]
+    mean_full = sum(r["dollars"][p] for r in full for p in ("bid", "jury", "refine") if p in r["dollars"]) / 3
+    assert gated["saved_estimate"]["dollars"] == pytest.approx(3 * mean_full - gated["auction_dollars"])
+    assert gated["saved_estimate"]["dollars"] > 0
