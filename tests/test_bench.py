@@ -389,3 +389,12 @@ def test_outcome_memory_variants_run_when_named(files, responder, tmp_path):
                     assert all(earlier[n["task_id"]] == agent for n in term["neighbours"])
             if a.get("gate", {}).get("gated"):
                 assert a["phases"]["bid"]["calls"] == 1 and a["phases"]["jury"]["calls"] == 0
+    # a folder made before these settings existed is still this configuration
+    path = out / "bench.json"
+    made = json.loads(path.read_text())
+    for key in ("memory_value", "memory_k", "memory_prior", "gate"):
+        del made["auction"][key]
+    path.write_text(json.dumps(made))
+    calls = sum(responder.calls.values())
+    assert bench(args_for(files, out, "--orderings", "1", "--variants", names)) == 0
+    assert sum(responder.calls.values()) == calls

@@ -77,6 +77,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import random
@@ -421,6 +422,8 @@ class Bench:
             if "rounds" not in have:  # a folder from before the round settings were recorded apart
                 have["rounds"] = AuctionSettings.from_dict(have.get("auction") or {}).round_key()
             have.setdefault("refine_prompt", want["refine_prompt"])  # a folder from before it was recorded
+            with contextlib.suppress(ConfigError):  # settings added since take their defaults
+                have["auction"] = AuctionSettings.from_dict(have.get("auction") or {}).model_dump()
             diff = sorted(k for k in want if have.get(k) != want[k])
             core = [k for k in diff if k not in self.SALE_ONLY]
             if core:
