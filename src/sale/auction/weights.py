@@ -18,7 +18,8 @@ asks that the target's C - V be the lowest of the task's bids.
 Both fits are linear programs in w, because C - V is linear in w: for a task with
 target agent g and another agent a, the constraint score_g + margin <= score_a
 reads d . w <= -margin with d = phi_g - phi_a and phi = (price * len, -H, -gamma_1,
-..., -gamma_n). Each feature is divided by its standard deviation over the training
+..., -gamma_n, -m), m the memory term the bid had when its auction ran (0 and unfitted,
+w_memory None, where no example carries one). Each feature is divided by its standard deviation over the training
 bids before fitting, so the box on the weights and the margin are in comparable
 units (one unit = one standard deviation of that term); the returned weights are
 converted back to the raw units the auction uses.
