@@ -368,3 +368,37 @@ def test_variants_choose_which_sale_variants_run(files, responder, tmp_path):
     assert "oracle" in methods and "largest" in methods  # the baselines still do
     with pytest.raises(ConfigError, match="unknown sale-fancy; known: sale, "):
         select_variants(["sale-fancy"])
+
+
+def test_outcome_memory_variants_run_when_named(files, responder, tmp_path):
+    out = tmp_path / "bench"
+    from sale.jsonl import read_jsonl
+
+    names = "sale,sale-memory-value,sale-gated,sale-memory-value-gated"
+    assert bench(args_for(files, out, "--orderings", "1", "--variants", names)) == 0
+    methods = json.loads((out / "summary.json").read_text())["methods"]
+    assert set(names.split(",")) <= set(methods)
+    for name in names.split(","):
+        lines = list(read_jsonl(out / "sale" / name / "ordering-0.jsonl"))
+        auctions = [r["auction"] for r in lines if r["kind"] == "auction"]
+        assert auctions
+        settings = auctions[0]["settings"]
+        assert settings["memory_value"] == ("memory-value" in name)
+        assert (settings["gate"] is not None) == ("gated" in name)
+        for a in auctions:
+            assert ("memory_value" in a) == ("memory-value" in name)
+            if "memory_value" in a:  # evidence only from the stream's own executions (its winners)
+                earlier = {b["task_id"]: b["winner"] for b in auctions[: auctions.index(a)]}
+                for agent, term in a["memory_value"]["agents"].items():
+                    assert all(earlier[n["task_id"]] == agent for n in term["neighbours"])
+            if a.get("gate", {}).get("gated"):
+                assert a["phases"]["bid"]["calls"] == 1 and a["phases"]["jury"]["calls"] == 0
+    # a folder made before these settings existed is still this configuration
+    path = out / "bench.json"
+    made = json.loads(path.read_text())
+    for key in ("memory_value", "memory_k", "memory_prior", "gate"):
+        del made["auction"][key]
+    path.write_text(json.dumps(made))
+    calls = sum(responder.calls.values())
+    assert bench(args_for(files, out, "--orderings", "1", "--variants", names)) == 0
+    assert sum(responder.calls.values()) == calls

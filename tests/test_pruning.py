@@ -40,7 +40,11 @@ TAG = re.compile(r"\b(original|refined) plan of (a\d)\b")
 class Case:
     """One pool and what its scripted agents answer."""
 
-    def __init__(self, prices, weights, lengths, dists, scores, refine_lengths):
+    def __init__(self, prices, weights, lengths, dists, scores, refine_lengths, outcomes=(None, None, None),
+                 w_memory=None, own=()):
+        self.own = own
+        self.outcomes = outcomes  # of the past auctions in memory (memory_value's evidence)
+        self.w_memory = w_memory
         self.names = [f"a{i}" for i in range(len(prices))]
         self.prices = prices
         self.weights = weights
@@ -80,14 +84,22 @@ class Case:
         return sum(n for (kind, _), n in self.calls.items() if kind == "jury")
 
 
-def memory(names: list[str]) -> InMemoryMemory:
-    """Past auctions in which every agent lost to the last one (pairs for everyone)."""
+def memory(names: list[str], outcomes=(None, None, None), own=()) -> InMemoryMemory:
+    """Past auctions in which every agent lost to the last one (pairs for everyone);
+    ``outcomes``: whether each past winner's execution passed (None: unknown);
+    ``own``: for each agent in turn, the outcome of a past task it alone bid for and
+    executed (memory_value's evidence)."""
     mem = InMemoryMemory()
+    for name, passed in zip(names, own):
+        mem.add(AuctionRecord(task_id=f"own-{name}", task_text="Who directed the film that won the 1998 prize?",
+                              bids=[Bid(agent=name, text=f"own plan of {name}", won=True)], winner=name))  # fmt: skip
+        mem.set_outcome(f"own-{name}", passed)
     for i in range(3):
         bids = [Bid(agent=a, text=f"weak past plan {i} of {a}", total=-1.0) for a in names[:-1]]
         bids.append(Bid(agent=names[-1], text=f"strong past plan {i}: search, open, read", total=-3.0, won=True))
         mem.add(AuctionRecord(task_id=f"past-{i}", task_text=f"Who directed the film that won the {1990 + i} award?",
                               bids=bids, winner=names[-1]))  # fmt: skip
+        mem.set_outcome(f"past-{i}", outcomes[i])
     return mem
 
 
@@ -95,9 +107,10 @@ async def run_auction(srv: ScriptedServer, case: Case, settings: AuctionSettings
     srv.responder = case
     agents = list(zip(case.names, case.prices))
     cfg = parse_pool(yaml.safe_load(scripted_pool_yaml(srv.base_url, agents, max_retries=0)))
-    weights = Weights(w_cost=case.weights[0], w_entropy=case.weights[1], w_jury=dict(zip(case.names, case.weights[2:])))
+    weights = Weights(w_cost=case.weights[0], w_entropy=case.weights[1], w_jury=dict(zip(case.names, case.weights[2:])),
+                      w_memory=case.w_memory)  # fmt: skip
     async with Pool(cfg) as pool:
-        auction = Auction(pool, memory(case.names) if refine else None, settings, weights)
+        auction = Auction(pool, memory(case.names, case.outcomes, case.own) if refine else None, settings, weights)
         before = case.jury_calls()
         result = await auction.run(TASK, ENV, original=original)
         return result, case.jury_calls() - before, auction
@@ -124,7 +137,10 @@ def cases(draw):
     names = [f"a{i}" for i in range(n)]
     keys = [(j, b, k) for j in names for b in names for k in ("original", "refined")]
     scores = dict(zip(keys, draw(st.lists(st.integers(0, 5), min_size=len(keys), max_size=len(keys)))))
-    return Case(prices, weights, lengths, dists, scores, refine_lengths)
+    outcomes = draw(st.lists(st.one_of(st.none(), st.booleans()), min_size=3, max_size=3))
+    w_memory = draw(st.sampled_from([None, 0.0, 2.0, 20.0, -5.0]))
+    own = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    return Case(prices, weights, lengths, dists, scores, refine_lengths, outcomes, w_memory, own)
 
 
 @hyp_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -132,9 +148,11 @@ def cases(draw):
     case=cases(),
     mode=st.sampled_from(["per_bid", "batched"]),
     jury=st.sampled_from(["all", "self", "peer"]),
+    memory_value=st.booleans(),
 )
-def test_pruned_jury_decides_as_the_whole_jury(server, case, mode, jury):
-    full_settings = AuctionSettings(jury_mode=mode, jury=jury, jury_pruning="off", jury_score="written")
+def test_pruned_jury_decides_as_the_whole_jury(server, case, mode, jury, memory_value):
+    full_settings = AuctionSettings(jury_mode=mode, jury=jury, jury_pruning="off", jury_score="written",
+                                    memory_value=memory_value)  # fmt: skip
     pruned_settings = full_settings.model_copy(update={"jury_pruning": "exact"})
     full, full_calls, _ = asyncio.run(run_auction(server, case, full_settings))
     case.calls.clear()

@@ -570,3 +570,18 @@ def test_a_stream_whose_upstream_fails_ends_with_an_error_event(upstream, serve)
         list(srv.client().chat.completions.create(model="big", messages=first_turn(), stream=True))
     upstream.behaviour.execute_status = 200
     assert srv.client().chat.completions.create(model="big", messages=first_turn()).model == "big"
+
+
+def test_an_outcome_reported_to_serve_is_evidence_for_the_memory_term(upstream, serve):
+    srv = serve(pool_yaml(upstream.base_url) + "auction: {memory_value: true}\n")
+    client = srv.client()
+    first = client.chat.completions.with_raw_response.create(model="sale", messages=first_turn(), tools=TOOLS)
+    key = first.headers["x-sale-task"]
+    assert post(f"{srv.url}/v1/sale/outcome", json={"task": key, "passed": False}).status_code == 200
+    again = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Fix the bug in b.py"}]
+    second = client.chat.completions.with_raw_response.create(model="sale", messages=again, tools=TOOLS)
+    record = get(f"{srv.url}/v1/sale/auctions/{second.headers['x-sale-auction']}").json()
+    evidence = record["memory_value"]["agents"]
+    assert [(n["task_id"], n["passed"]) for n in evidence["small"]["neighbours"]] == [(key, False)]
+    assert evidence["big"]["neighbours"] == []  # big never executed: its prior only
+    assert evidence["small"]["value"] < evidence["big"]["value"]

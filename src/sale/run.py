@@ -143,6 +143,7 @@ class TaskRecord:
     outcome: str = ""  # "passed", "failed" or "errored" (sale.outcomes)
     error_kind: str = ""  # for an errored task: "endpoint", "budget", "disk", "context", "sandbox", "grader"
     budget_limit: float | None = None  # the limit that refused a call of this task, in dollars
+    gated: bool = False  # the auction gate sent the task to one agent (one bid call, no jury)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -207,7 +208,26 @@ def summarise_results(records: list[dict[str, Any]], agents: list[str], largest:
             "wall_share": auction_wall / wall if wall else 0.0,
         },
         "by_phase": by_phase,
+        "gated": gated_summary(records),
     }
+
+
+def gated_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Tasks the auction gate sent to one agent, and what that saved: each gated task
+    counted at the mean auction cost (bid, jury, refine) of the run's full auctions,
+    less what its one bid cost (None while the run has no full auction)."""
+    gated = [r for r in records if r.get("gated")]
+    full = [r for r in records if not r.get("gated")]
+
+    def spent(rs: list[dict[str, Any]], key: str) -> float:
+        return sum(r[key].get(p, 0) for r in rs for p in AUCTION_PHASES)
+
+    saved = None
+    if full:
+        saved = {
+            key: len(gated) * spent(full, key) / len(full) - spent(gated, key) for key in ("dollars", "tokens")
+        }
+    return {"tasks": len(gated), "auction_dollars": spent(gated, "dollars"), "saved_estimate": saved}
 
 
 # ----------------------------------------------------------------------------- runner
@@ -346,7 +366,7 @@ class Runner:
             auction=str(auction_path.relative_to(self.out_dir)) if decision.record is not None else "",
             answer=outcome.answer, budget=scope, outcome=verdict.value, grade=recorded(outcome.grade),
             error=error.message[:500] if error else "", error_kind=error.kind.value if error else "",
-            budget_limit=self._budget_limit(scope),
+            budget_limit=self._budget_limit(scope), gated=bool(decision.info.get("gated", False)),
         )  # fmt: skip
 
     async def _attempt(self, task: Task, stop_on_error: bool) -> tuple[dict[str, Any], BaseException | None]:

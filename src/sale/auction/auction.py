@@ -21,6 +21,11 @@
 4. The auction is stored in memory; the execution's outcome is added later with
    ``memory.set_outcome``.
 
+Beyond the paper, both off by default (outcomes_memory.py): ``memory_value`` adds
+w_m * m_i to each bid's value, m_i the bidder's observed success on similar past
+tasks (a known term, like entropy, for exact pruning); ``gate`` sends a task whose
+nearest past tasks were all passed by one agent to that agent, with its bid only.
+
 With ``jury_pruning: exact`` (the default) the jury of steps 1 and 3 asks only the
 calls that can still change the winner (pruning.py): the provisional winner among the
 original bids, then the final winner among the refined bids and the bar (the
@@ -72,6 +77,7 @@ from sale.auction.record import (
     Round,
     ScoredBid,
 )
+from sale.auction.outcomes_memory import GateDecision, gate_decision, memory_terms
 from sale.auction.refine import Pair, refine_bids
 from sale.auction.settings import AuctionSettings
 from sale.auction.weights import Weights, default_weights
@@ -172,9 +178,16 @@ class Auction:
         bid.cost = self.weights.cost(bid.price, bid.length)
         w_h = 0.0 if s.no_entropy else self.weights.w_entropy
         bid.jury_term = self.jury_term(bid)
-        bid.value = w_h * (bid.entropy or 0.0) + bid.jury_term
+        bid.memory_term = self.memory_term(bid)
+        bid.value = w_h * (bid.entropy or 0.0) + bid.jury_term + bid.memory_term
         bid.total = bid.cost - bid.value
         return bid
+
+    def memory_term(self, bid: ScoredBid) -> float:
+        """w_m * m_i with ``memory_value`` on (m_i set on the bid by `run`), else 0."""
+        if not self.settings.memory_value or bid.memory is None:
+            return 0.0
+        return self.weights.w_m * bid.memory
 
     @property
     def pruning(self) -> bool:
@@ -196,7 +209,8 @@ class Auction:
             if part != 0:
                 factor = sum(w[name] for name in self.pool.names) / part
         coef = {j: 0.0 if s.no_jury else factor * w[j] for j in jurors}
-        return Candidate(label=bid.key, base=cost - w_h * (bid.entropy or 0.0), coef=coef)
+        base = cost - w_h * (bid.entropy or 0.0) - self.memory_term(bid)
+        return Candidate(label=bid.key, base=base, coef=coef)
 
     async def pruned_jury(
         self,
@@ -382,6 +396,9 @@ class Auction:
         refinement.reason = "the provisional winner is not the cheapest agent"
         own = {b.agent: b.text for b in originals}
         bids, refine_dropped, stats = await refine_bids(cheaper, task.prompt, env_desc, pairs, self.settings, own)
+        remembered = {b.agent: b.memory for b in originals}
+        for b in bids:  # the memory term is the bidder's, whichever bid it writes
+            b.memory = remembered.get(b.agent)
         phases["refine"] = stats
         dropped += refine_dropped
         refinement.refined = [b.agent for b in bids]
@@ -414,9 +431,80 @@ class Auction:
 
     # ------------------------------------------------------------------ the auction
 
+    def gate(self, task: Task) -> GateDecision | None:
+        """The gate's decision for ``task`` (None: the gate is off)."""
+        g = self.settings.gate
+        if g is None:
+            return None
+        prices = {a.name: a.unit_price for a in self.pool}
+        return gate_decision(
+            self.memory, task.id, task.prompt, prices,
+            k=g.k, min_similarity=g.min_similarity, min_agreement=g.min_agreement, explore=g.explore,
+        )  # fmt: skip
+
+    def _memory_evidence(self, task: Task, bids: Sequence[ScoredBid]) -> dict | None:
+        """Set each bid's m_i (``memory_value``) and return the evidence for the record."""
+        if not self.settings.memory_value:
+            return None
+        s = self.settings
+        terms = memory_terms(self.memory, task.prompt, self.pool.names, k=s.memory_k, strength=s.memory_prior,
+                             exclude=task.id)  # fmt: skip
+        for b in bids:
+            b.memory = terms[b.agent].value
+        return {
+            "k": s.memory_k, "prior_strength": s.memory_prior, "w_memory": self.weights.w_m,
+            "agents": {a: t.to_dict() for a, t in terms.items()},
+        }  # fmt: skip
+
+    async def _gated(
+        self, task: Task, env_desc: str, decision: GateDecision, original: Round | None, started: float
+    ) -> AuctionResult | None:
+        """The auction of a gated task: the agreed agent's bid only, no jury (None: its
+        bid failed, and the full auction runs)."""
+        agent = decision.agent
+        assert agent is not None
+        bid_stats = PhaseStats()
+        if original is not None:  # its bid from the cached round, charged as one call
+            rnd = self._check_round(task, original)
+            bids = [b for b in rnd.bids if b.agent == agent]
+            whole = rnd.phases.get("bid", PhaseStats())
+            if bids:
+                b = bids[0]
+                per_call_input = whole.input_tokens // whole.calls if whole.calls else 0
+                bid_stats = PhaseStats(calls=1, input_tokens=per_call_input, output_tokens=b.output_tokens,
+                                       dollars=b.dollars, wall_s=whole.wall_s)  # fmt: skip
+            dropped = [d for d in rnd.dropped if d.agent == agent and d.role == "bidder"]
+        else:
+            bids, dropped, bid_stats = await collect_bids([self.pool[agent]], task.prompt, env_desc, self.settings)
+        if not bids:
+            decision.reason += "; its bid failed, so the full auction ran"
+            return None
+        bid = bids[0]
+        bid.jury = {}
+        evidence = self._memory_evidence(task, [bid])
+        self.score(bid)
+        result = AuctionResult(
+            task_id=task.id, bids=[bid], provisional_winner=agent, winner=agent, winner_kind=bid.kind,
+            refinement=Refinement(reason="gated: no auction"), dropped=list(dropped),
+            phases={"bid": bid_stats, "jury": PhaseStats(), "refine": PhaseStats()},
+            settings=self.settings.model_dump(), weights=self.weights.to_dict(),
+            original_reused=original is not None, memory_value=evidence, gate=decision.to_dict(),
+        )  # fmt: skip
+        if self.memory is not None:
+            self.memory.add(result.memory_record(task.prompt))
+        result.wall_s = time.perf_counter() - started
+        return result
+
     async def run(self, task: Task, env_desc: str, *, original: Round | None = None) -> AuctionResult:
         """One auction of ``task``; reuses ``original`` (a Round of this task) if given."""
         started = time.perf_counter()
+        decision = self.gate(task)
+        if decision is not None and decision.gated:
+            with ledger_tags(task=task.id):
+                gated = await self._gated(task, env_desc, decision, original, started)
+            if gated is not None:
+                return gated
+            decision.gated = False
         with ledger_tags(task=task.id):
             reused = original is not None
             if reused:
@@ -432,6 +520,7 @@ class Auction:
             if not bids:
                 reasons = "; ".join(f"{d.agent}: {d.reason}" for d in dropped if d.role == "bidder") or "no agents"
                 raise AuctionError(f"task '{task.id}': no bid survived ({reasons})")
+            evidence = self._memory_evidence(task, bids)
             replay = None
             if self.pruning:
                 if reused:  # the cached whole jury answers the calls the pruned jury asks
@@ -476,6 +565,8 @@ class Auction:
                 settings=self.settings.model_dump(),
                 weights=self.weights.to_dict(),
                 original_reused=reused,
+                memory_value=evidence,
+                gate=decision.to_dict() if decision is not None else None,
             )
             if self.memory is not None:
                 self.memory.add(result.memory_record(task.prompt))

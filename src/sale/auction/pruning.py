@@ -2,7 +2,7 @@
 
 ``auction: jury_pruning: exact`` (the default; ``off`` asks the whole jury, as in the
 paper). A bid's C - V is ``base - sum_j c_j * gamma_j``: ``base`` is its cost minus
-its entropy term, known before any juror speaks, and ``c_j`` is juror j's weight
+its entropy term (and its memory term with ``memory_value``), known before any juror speaks, and ``c_j`` is juror j's weight
 (times the subset rescaling of the ``self``/``peer`` juries, see auction.py). Every
 score gamma_j lies in 0..5, so until juror j has answered, its term adds between
 ``min(0, -5 c_j)`` and ``max(0, -5 c_j)``: each bid's C - V lies in an interval
@@ -52,7 +52,7 @@ MARGIN = 1e-9
 class Candidate:
     """One bid as the pruner sees it.
 
-    ``base``: C minus the entropy term; ``coef``: juror -> c_j for each juror who
+    ``base``: C minus the entropy term (and the memory term); ``coef``: juror -> c_j for each juror who
     scores this bid (C - V = base - sum c_j * score_j); ``known``: scores already
     answered; ``asked``: jurors already asked (answered or failed); ``fixed``: scores
     set by rule without a call (they count as known and never as asked).

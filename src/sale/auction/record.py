@@ -61,7 +61,9 @@ class ScoredBid:
     ``output_tokens`` is the bid's own length in tokens (for a refined bid, the
     strategy part of the answer); ``price`` and ``length`` are the pi and |s_i| the
     cost used (after the no_price / no_length ablations); ``jury_term`` is the jury's
-    part of ``value``; ``total`` is C - V (lower is better).
+    part of ``value``; ``total`` is C - V (lower is better). ``memory`` is the
+    bidder's memory term m_i (0..1) with ``memory_value`` on (None: off) and
+    ``memory_term`` its part of ``value`` (w_m * m_i).
     """
 
     agent: str
@@ -78,6 +80,8 @@ class ScoredBid:
     value: float = 0.0
     total: float = 0.0
     dollars: float = 0.0  # what writing this bid cost
+    memory: float | None = None
+    memory_term: float = 0.0
 
     @property
     def key(self) -> str:
@@ -218,6 +222,10 @@ class AuctionResult:
     and wall time of "bid", "jury" (original and refined bids) and "refine";
     ``original_reused`` is True when the original round came from a cache (its
     phases are then what that round cost when it was computed).
+    ``memory_value``: with ``auction: memory_value``, each agent's memory term and
+    its evidence (the neighbours it executed and their outcomes, its prior);
+    ``gate``: with ``auction: gate``, the gate's decision and evidence (``gated``:
+    the task went to one agent without an auction).
     """
 
     task_id: str
@@ -232,6 +240,13 @@ class AuctionResult:
     weights: dict[str, Any]
     original_reused: bool = False
     wall_s: float = 0.0
+    memory_value: dict[str, Any] | None = None
+    gate: dict[str, Any] | None = None
+
+    @property
+    def gated(self) -> bool:
+        """The gate sent the task to one agent (one bid call, no jury)."""
+        return bool(self.gate and self.gate.get("gated"))
 
     @property
     def winning_bid(self) -> ScoredBid:
@@ -262,6 +277,8 @@ class AuctionResult:
             "weights": dict(self.weights),
             "original_reused": self.original_reused,
             "wall_s": self.wall_s,
+            **({"memory_value": self.memory_value} if self.memory_value is not None else {}),
+            **({"gate": self.gate} if self.gate is not None else {}),
         }
 
     @classmethod
@@ -279,6 +296,8 @@ class AuctionResult:
             weights=dict(data["weights"]),
             original_reused=bool(data.get("original_reused", False)),
             wall_s=float(data.get("wall_s", 0.0)),
+            memory_value=data.get("memory_value"),
+            gate=data.get("gate"),
         )
 
     def memory_record(self, task_text: str) -> AuctionRecord:

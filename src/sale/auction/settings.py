@@ -40,6 +40,20 @@ ROUND_FIELDS = (
 )
 
 
+class GateSettings(BaseModel):
+    """``auction: gate:`` (see `sale.auction.outcomes_memory`): send a task to the agent
+    that passed the ``k`` nearest past tasks (at least ``min_agreement`` of them, all at
+    least ``min_similarity`` similar) with one bid call and no jury; a share
+    ``explore`` of such tasks (fixed by the task id) still holds the full auction."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k: int = Field(default=4, ge=1, le=256)
+    min_similarity: float = Field(default=0.8, ge=-1.0, le=1.0)
+    min_agreement: float = Field(default=1.0, gt=0.0, le=1.0)
+    explore: float = Field(default=0.1, ge=0.0, le=1.0)
+
+
 class AuctionSettings(BaseModel):
     """How one auction runs.
 
@@ -84,6 +98,13 @@ class AuctionSettings(BaseModel):
         0.0: never. A refined bid that echoes the refine prompt's labels (``PAST TASK
         1:``) always drops out.
 
+    Outcome memory (beyond the paper; both off by default, see
+    `sale.auction.outcomes_memory`)
+      - ``memory_value``: add w_m * m_i to each bid's value, m_i the bidder's
+        similarity-weighted success on the ``memory_k`` nearest past tasks it
+        executed, shrunk with strength ``memory_prior`` to its overall rate.
+      - ``gate``: None (off) or a `GateSettings` mapping.
+
     Weights
       - ``weights_file``: JSON file of fitted weights (a relative path is taken from
         the pool file's folder); None: the cold-start defaults.
@@ -123,6 +144,11 @@ class AuctionSettings(BaseModel):
     refine_text_chars: int = Field(default=600, ge=50)
     refine_max_copied: float = Field(default=0.5, gt=0.0, le=1.0)
     refine_min_distinct: float = Field(default=0.5, ge=0.0, lt=1.0)
+
+    memory_value: bool = False
+    memory_k: int = Field(default=8, ge=1, le=256)
+    memory_prior: float = Field(default=2.0, gt=0.0, le=1e6)
+    gate: GateSettings | None = None
 
     weights_file: str | None = None
 

@@ -4,6 +4,8 @@ A bid s_i of agent a_i is scored (method.md)::
 
     C_i = w_c * price_i * len_i                      price in $ per million tokens
     V_i = w_h * H_i + sum_j w_j * gamma_j(s_i)       H: mean token entropy, gamma: 0..5
+          (+ w_m * m_i with ``auction: memory_value``: m_i in 0..1, the bidder's past
+          success on similar tasks, see sale.auction.outcomes_memory)
     winner = argmin_i (C_i - V_i)
 
 `Weights` holds w = (w_c, w_h, w_1..w_n) and computes these terms; it is read from and
@@ -16,7 +18,8 @@ asks that the target's C - V be the lowest of the task's bids.
 Both fits are linear programs in w, because C - V is linear in w: for a task with
 target agent g and another agent a, the constraint score_g + margin <= score_a
 reads d . w <= -margin with d = phi_g - phi_a and phi = (price * len, -H, -gamma_1,
-..., -gamma_n). Each feature is divided by its standard deviation over the training
+..., -gamma_n, -m), m the memory term the bid had when its auction ran (0 and unfitted,
+w_memory None, where no example carries one). Each feature is divided by its standard deviation over the training
 bids before fitting, so the box on the weights and the margin are in comparable
 units (one unit = one standard deviation of that term); the returned weights are
 converted back to the raw units the auction uses.
@@ -44,6 +47,9 @@ DEFAULT_W_ENTROPY = -1.0
 #: Cold-start cost weight when prices are not given: a 250-token bid at $0.36/M (the
 #: paper's largest agent) costs 0.9 jury points, at $0.05/M 0.125 points.
 DEFAULT_W_COST = 0.01
+#: Cold-start memory weight (``memory_value``): m going from 0 to 1 counts like the
+#: jury's mean score going from 0 to 5.
+DEFAULT_W_MEMORY = 5.0
 #: Typical bid length in tokens, used to put the cost term on the jury's scale.
 TYPICAL_BID_TOKENS = 250
 
@@ -71,12 +77,22 @@ def _jury_values(jury: Mapping[str, float | None], jurors: Sequence[str]) -> lis
 
 @dataclass
 class Weights:
-    """w = (w_cost, w_entropy, one jury weight per juror); ``meta`` records provenance."""
+    """w = (w_cost, w_entropy, one jury weight per juror); ``meta`` records provenance.
+
+    ``w_memory`` weighs the memory term (used only with ``auction: memory_value``);
+    None: not given (not fitted, or fitted without the term), `w_m` is then the
+    cold-start DEFAULT_W_MEMORY."""
 
     w_cost: float
     w_entropy: float
     w_jury: dict[str, float]
     meta: dict = field(default_factory=dict)
+    w_memory: float | None = None
+
+    @property
+    def w_m(self) -> float:
+        """The memory weight the auction uses."""
+        return DEFAULT_W_MEMORY if self.w_memory is None else self.w_memory
 
     # -- the scoring rule -------------------------------------------------
 
@@ -84,13 +100,14 @@ class Weights:
         """C = w_c * price ($ per million tokens) * length (tokens)."""
         return self.w_cost * price * length
 
-    def value(self, entropy: float | None, jury: Mapping[str, float | None]) -> float:
+    def value(self, entropy: float | None, jury: Mapping[str, float | None], memory: float | None = None) -> float:
         """V = w_h * H + sum_j w_j * gamma_j.
 
         ``jury`` maps juror name to score; a juror with a weight but no score is given
         the mean of the bid's other scores (a failed jury call neither helps nor hurts).
         A juror without a weight raises ConfigError. ``entropy`` None (an endpoint
-        without log-probabilities) contributes nothing.
+        without log-probabilities) contributes nothing, as does ``memory`` None (the
+        memory term off).
         """
         unknown = sorted(set(jury) - set(self.w_jury))
         if unknown:
@@ -101,11 +118,15 @@ class Weights:
         jurors = sorted(self.w_jury)
         gammas = _jury_values(jury, jurors) if jury else [0.0] * len(jurors)
         entropy_term = self.w_entropy * entropy if entropy is not None else 0.0
-        return entropy_term + sum(self.w_jury[j] * g for j, g in zip(jurors, gammas))
+        memory_term = self.w_m * memory if memory is not None else 0.0
+        return entropy_term + memory_term + sum(self.w_jury[j] * g for j, g in zip(jurors, gammas))
 
-    def score(self, price: float, length: float, entropy: float | None, jury: Mapping[str, float | None]) -> float:
+    def score(
+        self, price: float, length: float, entropy: float | None, jury: Mapping[str, float | None],
+        memory: float | None = None,
+    ) -> float:
         """C - V: lower is better."""
-        return self.cost(price, length) - self.value(entropy, jury)
+        return self.cost(price, length) - self.value(entropy, jury, memory)
 
     def check_jurors(self, names: Sequence[str]) -> None:
         """Raise ConfigError unless every juror in ``names`` has a weight."""
@@ -117,6 +138,8 @@ class Weights:
 
     def to_dict(self) -> dict:
         data = {"w_cost": self.w_cost, "w_entropy": self.w_entropy, "w_jury": dict(self.w_jury)}
+        if self.w_memory is not None:
+            data["w_memory"] = self.w_memory
         if self.meta:
             data["meta"] = self.meta
         return data
@@ -126,10 +149,12 @@ class Weights:
         """Validate ``data``; errors name ``source`` and the field at fault."""
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a JSON object with w_cost, w_entropy, w_jury")
-        allowed = {"w_cost", "w_entropy", "w_jury", "meta"}
+        allowed = {"w_cost", "w_entropy", "w_jury", "meta", "w_memory"}
         for key in data:
             if key not in allowed:
-                raise ConfigError(f"{source}: unknown field '{key}' (expected w_cost, w_entropy, w_jury, meta)")
+                raise ConfigError(
+                    f"{source}: unknown field '{key}' (expected w_cost, w_entropy, w_jury, w_memory, meta)"
+                )
         for key in ("w_cost", "w_entropy", "w_jury"):
             if key not in data:
                 raise ConfigError(f"{source}: field '{key}' is missing")
@@ -144,6 +169,7 @@ class Weights:
             w_entropy=_number(data["w_entropy"], f"{source}: field 'w_entropy'"),
             w_jury={str(k): _number(v, f"{source}: field 'w_jury.{k}'") for k, v in jury.items()},
             meta=meta,
+            w_memory=None if data.get("w_memory") is None else _number(data["w_memory"], f"{source}: field 'w_memory'"),
         )
 
     def to_file(self, path: str | Path) -> None:
@@ -226,6 +252,7 @@ class BidFeatures:
     length: float  # bid length in tokens
     entropy: float  # mean per-token entropy (nats)
     jury: Mapping[str, float]  # juror name -> score 0..5
+    memory: float | None = None  # the memory term m (0..1) when the auction ran; None: off
 
 
 @dataclass
@@ -261,15 +288,17 @@ class FitBounds:
     A scaled weight of 1 means the term can move a bid's score by one standard
     deviation of that feature over the training bids. Cost and jury weights default
     to non-negative (a higher price never helps, a higher jury score never hurts);
-    the entropy weight's sign is left to the fit.
+    the entropy weight's sign is left to the fit. The memory weight is non-negative
+    (a better record on similar tasks never hurts).
     """
 
     cost: tuple[float, float] = (0.0, 1.0)
     entropy: tuple[float, float] = (-1.0, 1.0)
     jury: tuple[float, float] = (0.0, 1.0)
+    memory: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
-        for name in ("cost", "entropy", "jury"):
+        for name in ("cost", "entropy", "jury", "memory"):
             lo, hi = getattr(self, name)
             if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
                 raise ConfigError(f"fit bounds: '{name}' must be a finite (low, high) with low <= high, got {(lo, hi)}")
@@ -277,8 +306,8 @@ class FitBounds:
 
 def select(weights: Weights, bids: Mapping[str, BidFeatures]) -> str:
     """The agent whose bid has the lowest C - V (ties: cheaper price, then name)."""
-    return min(bids, key=lambda a: (weights.score(bids[a].price, bids[a].length, bids[a].entropy, bids[a].jury),
-                                    bids[a].price, a))
+    return min(bids, key=lambda a: (weights.score(bids[a].price, bids[a].length, bids[a].entropy, bids[a].jury,
+                                                  bids[a].memory), bids[a].price, a))
 
 
 def selection_accuracy(weights: Weights, examples: Sequence[FitExample]) -> float:
@@ -298,10 +327,11 @@ class _Problem:
     n_tasks: int
     scale: np.ndarray  # (p,) feature standard deviations
     bounds: list[tuple[float, float]]  # (p,) box on the scaled weights
+    memory: bool = False  # some bid has a memory term (the last feature)
 
 
 def _phi(bid: BidFeatures, jurors: Sequence[str]) -> list[float]:
-    return [bid.price * bid.length, -bid.entropy, *(-g for g in _jury_values(bid.jury, jurors))]
+    return [bid.price * bid.length, -bid.entropy, *(-g for g in _jury_values(bid.jury, jurors)), -(bid.memory or 0.0)]
 
 
 def _problem(examples: Sequence[FitExample], bounds: FitBounds) -> _Problem:
@@ -331,11 +361,12 @@ def _problem(examples: Sequence[FitExample], bounds: FitBounds) -> _Problem:
     scale = phi_mat.std(axis=0)
     scale[~(scale > 1e-12)] = 1.0
     diffs = np.array(rows) / scale
-    box = [bounds.cost, bounds.entropy] + [bounds.jury] * len(jurors)
+    box = [bounds.cost, bounds.entropy] + [bounds.jury] * len(jurors) + [bounds.memory]
     # A feature that never differs between bids of a task carries no signal: weight 0.
     silent = np.all(np.abs(diffs) < 1e-12, axis=0)
     box = [(0.0, 0.0) if silent[i] else box[i] for i in range(len(box))]
-    return _Problem(jurors, diffs, np.array(task_of_row), n_tasks, scale, box)
+    memory = any(b.memory is not None for ex in examples for b in ex.bids.values())
+    return _Problem(jurors, diffs, np.array(task_of_row), n_tasks, scale, box, memory)
 
 
 def _weights(prob: _Problem, w_scaled: np.ndarray, meta: dict) -> Weights:
@@ -345,6 +376,7 @@ def _weights(prob: _Problem, w_scaled: np.ndarray, meta: dict) -> Weights:
         w_entropy=float(w[1]),
         w_jury={j: float(w[2 + i]) for i, j in enumerate(prob.jurors)},
         meta=meta,
+        w_memory=float(w[2 + len(prob.jurors)]) if prob.memory else None,
     )
 
 

@@ -24,7 +24,10 @@ interrupted bench resumes where it stopped and a rerun makes no repeated LLM cal
 6. Variants: ``sale-default-weights`` (cold-start weights), ``sale-no-memory`` and,
    with ``--ablations``, no price, no length, no entropy, no jury, self-review only
    and peer-review only; named with ``--variants``: ``sale-full-jury`` (every jury
-   call asked, as in the paper) and the other jury mode.
+   call asked, as in the paper), the other jury mode, and beyond the paper the memory
+   of outcomes: ``sale-memory-value``, ``sale-gated`` and ``sale-memory-value-gated``
+   (sale.auction.outcomes_memory; w_m is the cold-start default, as the training
+   tasks run no stream).
 7. Baselines read from the matrix: each single agent (named by the agent), largest,
    random, oracle, WTP, CARROT, TO-Router and FrugalGPT (which pays for every agent
    its cascade ran).
@@ -74,6 +77,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import random
@@ -175,8 +179,17 @@ JURY_VARIANTS = (
             doc="each juror scores each bid in a call of its own; weights fitted on these scores"),
     Variant("sale-full-jury", {"jury_pruning": "off"}, doc="every jury call asked, as in the paper (no exact pruning)"),
 )
+#: Beyond the paper, the memory of outcomes (run when named with --variants).
+OUTCOME_VARIANTS = (
+    Variant("sale-memory-value", {"memory_value": True},
+            doc="each bid's value adds w_m * m_i, the bidder's observed success on similar past tasks"),
+    Variant("sale-gated", {"gate": {}},
+            doc="a task whose nearest past tasks one agent all passed goes to it with one bid call, no jury"),
+    Variant("sale-memory-value-gated", {"memory_value": True, "gate": {}},
+            doc="sale-memory-value and sale-gated together"),
+)
 #: Every variant --variants can name.
-ALL_VARIANTS = CORE_VARIANTS + ABLATION_VARIANTS + JURY_VARIANTS
+ALL_VARIANTS = CORE_VARIANTS + ABLATION_VARIANTS + JURY_VARIANTS + OUTCOME_VARIANTS
 
 
 def select_variants(names: Sequence[str] | None, ablations: bool = False) -> list[Variant]:
@@ -417,6 +430,8 @@ class Bench:
                 have["rounds"] = AuctionSettings.from_dict(have.get("auction") or {}).round_key()
             have.setdefault("refine_prompt", want["refine_prompt"])  # a folder from before it was recorded
             have.setdefault("constrain", CONSTRAIN_OFF.record())  # a folder from before constrained steps
+            with contextlib.suppress(ConfigError):  # settings added since take their defaults
+                have["auction"] = AuctionSettings.from_dict(have.get("auction") or {}).model_dump()
             diff = sorted(k for k in want if have.get(k) != want[k])
             core = [k for k in diff if k not in self.SALE_ONLY]
             if core:
@@ -741,7 +756,9 @@ class Bench:
         self, method: str, k: int, task: Task, result: AuctionResult, usage: list[dict], cell: Cell, source: str
     ) -> TaskResult:
         totals = result.totals()
-        if result.original_reused and result.settings.get("jury_pruning") == "exact":
+        if result.gated:  # the gate used the winner's bid of the cached round only
+            usage = [{"bid": {result.winner: usage[0].get("bid", {}).get(result.winner, 0)}}, *usage[1:]]
+        elif result.original_reused and result.settings.get("jury_pruning") == "exact":
             # A pruned jury read its answers from the cached round: only the calls it asked count.
             asked: dict[str, int] = {}
             for b in result.bids:
@@ -1222,7 +1239,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--variants", type=lambda text: [v.strip() for v in text.split(",") if v.strip()],
         help="comma-separated SALE variants to run, e.g. sale,sale-no-memory (default: "
         + ", ".join(v.name for v in CORE_VARIANTS) + ", and the ablations with --ablations; "
-        + " and ".join(v.name for v in JURY_VARIANTS) + " only when named)")
+        + ", ".join(v.name for v in JURY_VARIANTS + OUTCOME_VARIANTS) + " only when named)")
     add("--jury-mode", choices=("batched", "per_bid"),
         help="jury mode of the auction (default: the pool file's, else per_bid)")
     add("--compare-jury", action="store_true",

@@ -88,12 +88,23 @@ class StagedMemory:
         if discard is not None:
             discard(task_id)
 
-    def nearest(self, text: str, k: int = 8, exclude_task_id: str | None = None) -> list[AuctionRecord]:
+    def _late(self, exclude_task_id: str | None) -> set[str]:
+        """Tasks written after the current task started (see `as_of_now`)."""
         as_of = _AS_OF.get()
         late = set() if as_of is None else {t for t, n in self._written.items() if n > as_of}
         late.discard(exclude_task_id)
+        return late
+
+    def nearest(self, text: str, k: int = 8, exclude_task_id: str | None = None) -> list[AuctionRecord]:
+        late = self._late(exclude_task_id)
         found = self.inner.nearest(text, k=k + len(late), exclude_task_id=exclude_task_id)
         return [r for r in found if r.task_id not in late][:k]
+
+    def nearest_scored(self, text: str, k: int = 8, exclude_task_id: str | None = None) -> list[tuple[float, AuctionRecord]]:
+        """`nearest` with similarities, under the same as-of rule (the memory term reads it)."""
+        late = self._late(exclude_task_id)
+        found = self.inner.nearest_scored(text, k=k + len(late), exclude_task_id=exclude_task_id)
+        return [(s, r) for s, r in found if r.task_id not in late][:k]
 
     def __iter__(self) -> Iterator[AuctionRecord]:
         return iter(self.inner)

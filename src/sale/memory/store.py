@@ -303,6 +303,17 @@ class InMemoryMemory:
                 raise MemoryStoreError(f"in-memory auction memory: no auction for task '{task_id}'")
             self._records[task_id].passed = None if passed is None else bool(passed)
 
+    def outcome_counts(self, exclude_task_id: str | None = None) -> dict[str, tuple[int, int]]:
+        """agent -> (passed, executed) over the stored auctions whose outcome is known."""
+        out: dict[str, tuple[int, int]] = {}
+        with self._lock:
+            for rec in self._records.values():
+                if rec.task_id == exclude_task_id or rec.winner is None or rec.passed is None:
+                    continue
+                p, n = out.get(rec.winner, (0, 0))
+                out[rec.winner] = (p + int(rec.passed), n + 1)
+        return out
+
     def discard(self, task_id: str) -> None:
         """Forget the auction of ``task_id`` (a task that errored, to be run again)."""
         with self._lock:
@@ -483,6 +494,19 @@ class SQLiteMemory:
             changed = self._write([("UPDATE auctions SET passed = ? WHERE task_id = ?", [(value, task_id)])])
         if changed == 0:
             raise MemoryStoreError(f"{self.path}: no auction for task '{task_id}'")
+
+    def outcome_counts(self, exclude_task_id: str | None = None) -> dict[str, tuple[int, int]]:
+        """agent -> (passed, executed) over the stored auctions whose outcome is known."""
+        with self._lock:
+            try:
+                rows = self._conn.execute(
+                    "SELECT winner, SUM(passed), COUNT(*) FROM auctions WHERE passed IS NOT NULL "
+                    "AND winner IS NOT NULL AND task_id IS NOT ? GROUP BY winner",
+                    (exclude_task_id,),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise MemoryStoreError(f"{self.path}: reading outcomes failed ({exc})") from exc
+        return {w: (int(p), int(n)) for w, p, n in rows}
 
     def discard(self, task_id: str) -> None:
         """Forget the auction of ``task_id`` (a task that errored, to be run again)."""

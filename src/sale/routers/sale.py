@@ -88,6 +88,7 @@ class SALERouter:
                 "auction_tokens": totals.tokens,
                 "auction_dollars": totals.dollars,
                 "auction_calls": totals.calls,
+                "gated": result.gated,
             },
         )
 
