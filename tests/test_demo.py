@@ -88,3 +88,27 @@ async def test_demo_runs_the_auction_and_the_largest_agent_side_by_side(scripted
     assert responder.requests == calls
     assert parts["sale"]["passed"] == parts["largest"]["passed"] == 1  # the sentence fails em
     assert (tmp_path / "demo" / "regraded-em" / "report" / "report.html").is_file()
+
+
+def test_demo_whose_executions_fail_upstream_says_so_and_exits_non_zero(scripted, tmp_path, capsys):
+    """An endpoint that fails every execution call (HTTP 500) is an outage, not the
+    agents' failure: `sale demo` prints the error kind and how to resume, and exits
+    with the run's non-zero code."""
+    from sale.cli import main
+    from sale.outcomes import EXIT_ERRORED, EXIT_STOPPED
+
+    responder = Responder()
+
+    def failing_executions(request):
+        if request["messages"][0].get("role") == "system":
+            return Reply("upstream broke", status=500)
+        return responder(request)
+
+    scripted.responder = failing_executions
+    pool = tmp_path / "pool.yaml"
+    pool.write_text(scripted_pool_yaml(scripted.base_url, [("small", 0.1), ("mid", 0.2), ("big", 0.4)], max_retries=0))
+    code = main(["demo", "--pool", str(pool), "--out", str(tmp_path / "demo"), "--no-pull"])
+    out = capsys.readouterr().out
+    assert code in (EXIT_ERRORED, EXIT_STOPPED)
+    assert "sale run (" in out and "errored (endpoint)" in out and f"exit code {code}" in out
+    assert "nothing to compare" in out

@@ -164,17 +164,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.pull:
         _pull_missing(pool_path)
 
-    async def go() -> None:
+    async def go() -> dict:
         pool = demo_pool(pool_path, out)
         _say(f"starting the pool {pool_path} (llama.cpp servers for local models) ...")
         async with pool:
-            await run_demo(pool, out, say=print)
+            result = await run_demo(pool, out, say=print)
         pool.ledger.close()
+        return result
 
     t = time.perf_counter()
-    asyncio.run(go())
+    result = asyncio.run(go())
     print(f"demo finished in {time.perf_counter() - t:.0f} s; everything is in {out}")
-    return 0
+    # tasks that errored (an outage, not the agent's work) are said, and set the exit code
+    command = " ".join(_quote(a) for a in getattr(args, "argv", None) or ["demo", "..."])
+    codes = []
+    for name in ("sale", "largest"):
+        summary = result[name]
+        if summary.get("exit_code"):
+            print(f"{name} run ({out / name}):")
+            _print_errors(summary, command)
+        codes.append(summary.get("exit_code", 0))
+    return max(codes)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -132,6 +132,11 @@ async def run_demo(
         "sale": [as_task_result(sale_recs[t.id], "sale", largest) for t in tasks if t.id in sale_recs],
         "largest": [as_task_result(big_recs[t.id], "largest", largest) for t in tasks if t.id in big_recs],
     }
+    if not results["sale"] or not results["largest"]:
+        # every task of a run errored (an outage): there is nothing graded to compare
+        say("no task of " + " or ".join(m for m, r in results.items() if not r) + " was graded; "
+            "nothing to compare (see the errors below; a rerun retries the errored tasks)")
+        return {"sale": sale_summary, "largest": largest_summary, "summary": None, "report": {}}
     summary = summarise(results, largest="largest", oracle="largest", n_boot=500)
     winners = [[sale_recs[t.id]["winner"] for t in tasks if t.id in sale_recs]]
     extra = {
