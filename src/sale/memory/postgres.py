@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from sale.errors import ConfigError, MissingExtraError
+from sale.errors import MissingExtraError
 from sale.memory.embedders import Embedder, LexicalEmbedder
-from sale.memory.store import AuctionRecord, Bid, MemoryStoreError, _quantize
+from sale.memory.store import AuctionRecord, Bid, MemoryStoreError, _quantize, check_meta
 
 SCHEMA_VERSION = 1
 _LOCK_KEY = 0x5A1E0001  # advisory lock held while one process creates or checks the tables
@@ -109,18 +109,7 @@ class PostgresMemory:
                         cur.executemany("INSERT INTO sale_memory_meta(key, value) VALUES (%s, %s)", list(want.items()))
         except psycopg.Error as exc:
             raise MemoryStoreError(f"{self.where}: cannot set up the auction memory ({_first_line(exc)})") from exc
-        if not have:
-            return
-        if have.get("schema") != want["schema"]:
-            raise MemoryStoreError(
-                f"{self.where}: memory schema version {have.get('schema')}, this version reads {SCHEMA_VERSION}"
-            )
-        if have.get("embedder") != want["embedder"] or have.get("dim") != want["dim"]:
-            raise ConfigError(
-                f"{self.where}: this memory was built with embedder '{have.get('embedder')}' "
-                f"(dim {have.get('dim')}), not '{want['embedder']}' (dim {want['dim']}); "
-                "open it with the same embedder or use another database"
-            )
+        check_meta(self.where, have, want, "use another database")
 
     # -- writes -----------------------------------------------------------
 

@@ -359,6 +359,22 @@ CREATE TABLE IF NOT EXISTS embeddings (
 _COLUMNS = "task_id, task_text, created_at, winner, passed, bids"
 
 
+def check_meta(where: str, have: dict[str, str], want: dict[str, str], instead: str) -> None:
+    """A stored memory's metadata (``have``; empty: a new memory) against what this
+    version and embedder write (``want``): a clear error on a schema or embedder
+    mismatch; ``instead`` says what else the user can open."""
+    if not have:
+        return
+    if have.get("schema") != want["schema"]:
+        raise MemoryStoreError(f"{where}: memory schema version {have.get('schema')}, this version reads {want['schema']}")
+    if have.get("embedder") != want["embedder"] or have.get("dim") != want["dim"]:
+        raise ConfigError(
+            f"{where}: this memory was built with embedder '{have.get('embedder')}' "
+            f"(dim {have.get('dim')}), not '{want['embedder']}' (dim {want['dim']}); "
+            f"open it with the same embedder or {instead}"
+        )
+
+
 class SQLiteMemory:
     """The auction memory in one SQLite file (see the module docstring).
 
@@ -418,18 +434,7 @@ class SQLiteMemory:
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
-        if not have:
-            return
-        if have.get("schema") != want["schema"]:
-            raise MemoryStoreError(
-                f"{self.path}: memory schema version {have.get('schema')}, this version reads {SCHEMA_VERSION}"
-            )
-        if have.get("embedder") != want["embedder"] or have.get("dim") != want["dim"]:
-            raise ConfigError(
-                f"{self.path}: this memory was built with embedder '{have.get('embedder')}' "
-                f"(dim {have.get('dim')}), not '{want['embedder']}' (dim {want['dim']}); "
-                "open it with the same embedder or start a new memory file"
-            )
+        check_meta(str(self.path), have, want, "start a new memory file")
 
     # -- conversion -------------------------------------------------------
 
