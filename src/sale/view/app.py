@@ -342,8 +342,8 @@ def build_app(folder: str | Path) -> FastAPI:
             result_fields=_result_fields(rec), bench=None,
         )  # fmt: skip
 
-    @app.get("/f/{fid}/sale/{variant}/{k}/", response_class=HTMLResponse)
-    def ordering_page(request: Request, fid: str, variant: str, k: int) -> HTMLResponse:
+    def bench_ordering(request: Request, fid: str, variant: str, k: int):
+        """(bench folder, ordering) of a URL, or the page saying which is missing."""
         f = site.folder(fid)
         if not isinstance(f, BenchFolder):
             return missing(request, "no such bench", f"{fid!r} is not a bench folder under {site.root}")
@@ -351,6 +351,14 @@ def build_app(folder: str | Path) -> FastAPI:
         o = f.ordering(variant, k)
         if o is None:
             return missing(request, "no such ordering", f"no sale/{variant}/ordering-{k}.jsonl in {f.path}")
+        return f, o
+
+    @app.get("/f/{fid}/sale/{variant}/{k}/", response_class=HTMLResponse)
+    def ordering_page(request: Request, fid: str, variant: str, k: int) -> HTMLResponse:
+        found = bench_ordering(request, fid, variant, k)
+        if isinstance(found, HTMLResponse):
+            return found
+        f, o = found
         rows = []
         for tid in o.order:
             res = o.results.get(tid) or {}
@@ -365,13 +373,10 @@ def build_app(folder: str | Path) -> FastAPI:
 
     @app.get("/f/{fid}/sale/{variant}/{k}/task/{task_id:path}", response_class=HTMLResponse)
     def bench_task(request: Request, fid: str, variant: str, k: int, task_id: str) -> HTMLResponse:
-        f = site.folder(fid)
-        if not isinstance(f, BenchFolder):
-            return missing(request, "no such bench", f"{fid!r} is not a bench folder under {site.root}")
-        f.refresh()
-        o = f.ordering(variant, k)
-        if o is None:
-            return missing(request, "no such ordering", f"no sale/{variant}/ordering-{k}.jsonl in {f.path}")
+        found = bench_ordering(request, fid, variant, k)
+        if isinstance(found, HTMLResponse):
+            return found
+        f, o = found
         line = o.auction(task_id)
         res = o.results.get(task_id)
         if line is None and res is None:
