@@ -1,5 +1,7 @@
-"""One local agent on coding tasks in three execution modes: the loop with its own plan,
-the loop without a plan, and one direct answer.
+"""One local agent on coding tasks in five execution modes: the loop started by the
+agent's first action (``start: loop``) with its own plan and without a plan, one direct
+answer, and the loop started from a direct answer (``start: direct``, the default) with
+and without the plan.
 
     python benchmarks/bench_execution_modes.py --data-dir ../shared/data --out runs/modes \\
         [--model qwen2.5-coder-1.5b] [--n 20] [--seed 0] [--until 05:05]
@@ -42,9 +44,11 @@ from sale.run import safe_name
 from sale.workloads.loaders import load_tasks
 
 MODES = {
-    "agent-plan": ExecutionSettings(mode="agent", plan="after"),
-    "agent-no-plan": ExecutionSettings(mode="agent", plan="none"),
+    "agent-plan": ExecutionSettings(mode="agent", plan="after", start="loop"),
+    "agent-no-plan": ExecutionSettings(mode="agent", plan="none", start="loop"),
     "direct": ExecutionSettings(mode="direct", plan="none"),
+    "from-direct-plan": ExecutionSettings(mode="agent", plan="after", start="direct"),
+    "from-direct-no-plan": ExecutionSettings(mode="agent", plan="none", start="direct"),
 }
 DATASETS = {"humaneval": "coding/humaneval.jsonl", "mbpp": "coding/mbpp_sanitized.jsonl",
             "dataframebench": "coding/dataframebench_val.jsonl"}

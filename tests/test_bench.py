@@ -70,8 +70,8 @@ def request_kind(text: str) -> str:
         return "refine"
     if "You are one of several agents bidding" in text:
         return "bid"
-    if "You solve one task by using tools" in text:
-        return "execute"
+    if "You solve one task by using tools" in text or "Solve the task in this one reply." in text:
+        return "execute"  # the loop, or the direct answer a coding loop starts from
     raise AssertionError(f"unexpected request: {text[:80]!r}")
 
 

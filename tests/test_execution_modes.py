@@ -155,6 +155,89 @@ async def test_hidden_tests_never_reach_the_agent(scripted, pool, shared_data, t
             assert not any(line in text for text in seen), (task.id, line)
 
 
+# ----------------------------------------------------------------------------- the loop started from a direct answer
+
+FROM_DIRECT = ExecutionSettings(mode="agent", plan="after", start="direct")
+
+
+async def test_a_direct_answer_that_passes_the_examples_is_handed_in_at_once(scripted, pool, tmp_path):
+    scripted.script("small", Reply(f"Here it is.\n{FENCE}python\n{RIGHT}\n{FENCE}", usage=(120, 20)))
+    path = tmp_path / "t.jsonl"
+    out = await run_execution(pool["small"], CodingEnvironment(), TASK, "Add one.", settings=FROM_DIRECT,
+                              trajectory_path=path)
+    assert (out.passed, out.reason, out.steps, out.answer_source) == (True, "submitted", 1, "direct")
+    assert (out.input_tokens, out.output_tokens, out.answer) == (120, 20, RIGHT)
+    (request,) = scripted.requests_for("small")
+    (message,) = request["messages"]  # the direct mode's own prompt, plan after the task
+    assert "Solve the task in this one reply." in message["content"] and "Your plan: Add one." in message["content"]
+    header, step = list(read_jsonl(path))[:2]
+    assert header["start"] == "direct" and step["start"] == "direct"
+    assert step["examples"] == {"passed": 2, "total": 2}
+
+
+async def test_a_failing_direct_answer_becomes_the_loops_first_run(scripted, pool, tmp_path):
+    scripted.script("small", answer(WRONG), python(RIGHT), answer(RIGHT))
+    path = tmp_path / "t.jsonl"
+    out = await run_execution(pool["small"], CodingEnvironment(), TASK, "Add one.", settings=FROM_DIRECT,
+                              trajectory_path=path)
+    assert (out.passed, out.reason, out.steps, out.answer_source) == (True, "submitted", 3, "submitted")
+    second = scripted.requests_for("small")[1]["messages"]
+    assert [m["role"] for m in second] == ["system", "user", "assistant", "user"]
+    assert "Your first action: run your complete implementation" in second[1]["content"]
+    assert second[2]["content"] == f"{FENCE}python\n{WRONG}\n{FENCE}"  # shown as the agent's own run
+    assert second[3]["content"].startswith("Output of python:\nexit status 0")
+    assert "The task's examples: 0 of 2 passed." in second[3]["content"]
+    assert [s.get("examples") for s in steps_of(path)] == [{"passed": 0, "total": 2}, {"passed": 2, "total": 2}, None]
+    # the loop never hands in worse than the direct answer: running it again ends the run with the best
+    scripted.script("small", answer(RIGHT.replace("+ 1", "+ 2")), python(WRONG), python(RIGHT.replace("+ 1", "+ 2")))
+    out = await run_execution(pool["small"], CodingEnvironment(), TASK, "", settings=FROM_DIRECT)
+    assert out.reason == "repeated" and out.answer_source in ("best_code", "last_code") and not out.passed
+
+
+async def test_a_direct_reply_without_a_solution_leaves_the_loop_as_it_was(scripted, pool):
+    scripted.script("small", Reply("I would add one to x."), python(RIGHT), answer(RIGHT))
+    out = await run_execution(pool["small"], CodingEnvironment(), TASK, "", settings=FROM_DIRECT)
+    assert (out.passed, out.steps) == (True, 3)
+    second = scripted.requests_for("small")[1]["messages"]
+    assert [m["role"] for m in second] == ["system", "user"]  # the loop's own opening, the prose not shown
+
+
+async def test_without_examples_a_direct_answer_that_compiles_is_handed_in(scripted, pool):
+    env, plain = CodingEnvironment(), TASK.model_copy(update={"prompt": "Write `add_one(x)`, which returns x plus one."})
+    scripted.script("small", answer(RIGHT))
+    out = await run_execution(pool["small"], env, plain, "", settings=FROM_DIRECT)
+    assert (out.passed, out.steps, out.answer_source) == (True, 1, "direct")
+    broken = "def add_one(x):\n    return (x + 1"
+    scripted.script("small", answer(broken), python(RIGHT), answer(RIGHT))
+    out = await run_execution(pool["small"], env, plain, "", settings=FROM_DIRECT)
+    assert (out.passed, out.steps) == (True, 3)
+    assert "SyntaxError" in scripted.requests_for("small")[2]["messages"][3]["content"]
+
+
+async def test_the_direct_start_is_a_tool_call_in_the_tools_format(scripted, pool):
+    scripted.script("small", answer(WRONG), Reply("", tool_calls=[{"name": "submit", "arguments": {"answer": RIGHT}}]))
+    out = await run_execution(pool["small"], CodingEnvironment(), TASK, "", settings=FROM_DIRECT, action_format="tools")
+    assert out.passed and out.steps == 2
+    second = scripted.requests_for("small")[1]["messages"]
+    call = second[2]["tool_calls"][0]
+    assert (second[2]["role"], call["function"]["name"], second[3]["role"]) == ("assistant", "run_python", "tool")
+    assert json.loads(call["function"]["arguments"]) == {"code": WRONG}
+    assert second[3]["tool_call_id"] == call["id"] and "0 of 2 passed" in second[3]["content"]
+
+
+async def test_search_tasks_and_start_loop_begin_with_the_agents_first_action(scripted, pool):
+    scripted.script("small", python(RIGHT), answer(RIGHT))
+    out = await run_execution(pool["small"], CodingEnvironment(), TASK, "", settings=ExecutionSettings(start="loop"))
+    assert out.passed and out.steps == 2
+    assert [m["role"] for m in scripted.requests_for("small")[0]["messages"]] == ["system", "user"]
+    docs = [Document(id="d", title="Paris", text="Paris is the capital of France.")]
+    task = Task(id="s/1", domain="search", prompt="What is the capital of France?", grading={"answers": ["Paris"]})
+    scripted.script("small", Reply("ANSWER: Paris"))
+    out = await run_execution(pool["small"], SearchEnvironment(SearchIndex.build(docs)), task, "", settings=FROM_DIRECT)
+    assert out.passed and out.steps == 1
+    assert [m["role"] for m in scripted.requests_for("small")[2]["messages"]] == ["system", "user"]
+
+
 # ----------------------------------------------------------------------------- direct mode
 
 
@@ -203,7 +286,10 @@ async def test_direct_mode_survives_an_endpoint_failure(scripted, pool):
 def test_execution_settings_are_read_from_the_pool_section():
     settings, limits, fmt = execution_config({"mode": "direct", "plan": "none", "max_steps": 3, "action_format": "tools"})
     assert (settings.mode, settings.plan, settings.examples, limits.max_steps, fmt) == ("direct", "none", True, 3, "tools")
-    assert execution_config({})[0] == ExecutionSettings(mode="agent", plan="after", examples=True)
+    assert execution_config({})[0] == ExecutionSettings(mode="agent", plan="after", start="direct", examples=True)
+    assert execution_config({"start": "loop"})[0].start == "loop"
+    with pytest.raises(ConfigError, match=r"execution: start: got 'first'"):
+        execution_config({"start": "first"})
     with pytest.raises(ConfigError, match=r"pool.yaml: execution: mode: got 'fast'; expected: .*'agent' or 'direct'"):
         execution_config({"mode": "fast"}, "pool.yaml: execution")
     with pytest.raises(ConfigError, match="unknown setting.s. mood; known: action_format, examples"):

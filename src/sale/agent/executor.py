@@ -38,7 +38,7 @@ import json
 import logging
 import re
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -52,7 +52,7 @@ from sale.agent.constrain import ConstrainSettings, Constraint, action_constrain
 from sale.agent.candidates import CodingChecks
 from sale.envs.base import Environment, Tool
 from sale.errors import BudgetExceeded, ConfigError
-from sale.llm.client import Completion, ContextOverflow, LLMError
+from sale.llm.client import Completion, ContextOverflow, LLMError, ToolCall
 from sale.llm.ledger import ledger_tags
 from sale.workloads.task import Task
 
@@ -124,8 +124,9 @@ class Limits:
 class Outcome:
     """How one episode ended. ``grade`` is the environment's grade detail.
 
-    ``answer_source`` is "submitted", "last_code" (see the module docstring) or None
-    (nothing was graded). ``malformed`` counts every malformed reply of the run.
+    ``answer_source`` is "submitted", "direct" (the direct answer a coding loop starts
+    from, handed in as it was), "last_code" or "best_code" (see the module docstring) or
+    None (nothing was graded). ``malformed`` counts every malformed reply of the run.
     """
 
     task_id: str
@@ -189,7 +190,7 @@ def opening_messages(env: Environment, task: Task, strategy: str, tools: list[To
     shown = f"Your plan: {strategy.strip()}\n\n" if strategy.strip() and plan != "none" else ""
     start = "Follow the plan. " if shown else ""
     entry = task.grading.get("entry_point") if isinstance(task.grading, dict) else None
-    code_tool = next((t for t in tools if "code" in t.parameters.get("required", [])), None)
+    code_tool = _code_tool(tools)
     if task.domain == "coding" and isinstance(entry, str) and entry and code_tool is not None:
         how = f"a ```{block_label(code_tool)} block" if action_format == "text" else code_tool.name
         start += load_prompt("execute_coding_start.txt").substitute(entry_point=entry, tool=how)
@@ -228,7 +229,7 @@ class _Episode:
     def __init__(self, agent: Any, env: Environment, task: Task, tools: list[Tool], limits: Limits,
                  action_format: str, phase: str, messages: list[dict[str, Any]], trajectory: _Trajectory | None,
                  constraint: Constraint | None = None, turn_back_restated: bool = False,
-                 checks: CodingChecks | None = None):  # fmt: skip
+                 checks: CodingChecks | None = None, opening: list[dict[str, Any]] | None = None):  # fmt: skip
         self.agent, self.env, self.task, self.tools = agent, env, task, tools
         self.constraint, self.turn_back_restated = constraint, turn_back_restated
         self.limits, self.format, self.phase = limits, action_format, phase
@@ -246,6 +247,8 @@ class _Episode:
         self.pending: dict[str, Any] | None = None  # the step under way, for the trajectory
         self.checks = checks  # a coding task's checks: stubs refused, examples run, best candidate kept
         self.answer_only = False  # the final answer was asked for: a constraint allows only it
+        self.opening = opening  # the prompt of the direct answer the loop starts from (coding tasks)
+        self.handed_direct = False  # that direct answer was handed in as it was
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -267,31 +270,84 @@ class _Episode:
             self.check_limits()
             try:
                 async with asyncio.timeout(self.limits.max_wall_s - self.elapsed()):
-                    await self.step()
+                    await (self.direct_start() if self.opening is not None else self.step())
             except TimeoutError:
                 if self.pending is not None:
                     self.finish_step(observation=None, interrupted="max_wall_s")
                 raise _Ended("max_wall_s") from None
 
-    async def step(self) -> None:
+    def reply_budget(self) -> int:
         lim = self.limits
-        budget = lim.max_tokens - self.input_tokens - self.output_tokens
-        fields = self.constraint.request(self.answer_only) if self.constraint else {}
-        c: Completion = await self.agent.chat(
-            self.messages, phase=self.phase, max_tokens=max(1, min(lim.max_output_tokens, budget)),
-            stop=TEXT_STOP if self.format == "text" else None, tools=self.schemas,
-            **({"extra": fields} if fields else {}),
-        )  # fmt: skip
+        return max(1, min(lim.max_output_tokens, lim.max_tokens - self.input_tokens - self.output_tokens))
+
+    def count(self, c: Completion, **extra: Any) -> None:
+        """Count a reply as a step and open its trajectory record."""
         self.steps += 1
         self.input_tokens += c.input_tokens
         self.output_tokens += c.output_tokens
         self.dollars += c.dollars
         self.pending = {
-            "type": "step", "step": self.steps, "text": c.text,
+            "type": "step", "step": self.steps, **extra, "text": c.text,
             "tool_calls": [asdict(tc) for tc in c.tool_calls] or None,
             "action": None, "malformed": None, "observation": None,
             "input_tokens": c.input_tokens, "output_tokens": c.output_tokens, "dollars": c.dollars,
         }  # fmt: skip
+
+    async def direct_start(self) -> None:
+        """The first step of a coding loop that starts from one direct answer.
+
+        The agent is asked once for the whole solution (the direct mode's prompt). A
+        complete definition that passes all the task's visible examples (or, where the
+        task states none, that compiles) is handed in as it is: the loop then costs what
+        the direct answer costs. Otherwise the loop goes on from it: the conversation
+        shows the definition as the agent's first run, with its output and the
+        examples' report. A reply without a complete definition leaves the loop to
+        start as it would have.
+        """
+        prompt, self.opening = self.opening, None
+        c: Completion = await self.agent.chat(prompt, phase=self.phase, max_tokens=self.reply_budget())
+        self.count(c, start="direct")
+        checks, tool = self.checks, _code_tool(self.tools)
+        code = checks.code_of(c.text) if checks is not None else ""
+        if checks is None or tool is None or not self.defines_entry(code) or checks.is_stub(code):
+            self.finish_step(observation=None)
+            return
+        action = Action(kind="tool", tool=tool.name, arguments={"code": code},
+                        text=f"```{block_label(tool)}\n{code}\n```", call_id="direct-1")  # fmt: skip
+        self.pending["action"] = action.as_dict()
+        report = ""
+        if checks.examples:
+            run = await checks.check(code, self.steps)
+            self.pending["examples"] = {"passed": run.passed, "total": run.total}
+            if run.all_passed:
+                self.hand_in_direct(code)
+            report = checks.report(run)
+        elif _compiles(code):
+            self.hand_in_direct(code)
+        observation = await self.run_tool(action)
+        self.done.add(json.dumps([action.tool, action.arguments], sort_keys=True, default=str))
+        shown = truncate(observation or "(no output)", self.limits.max_observation_chars)
+        if report:
+            shown = f"{shown}\n\n{report}"
+        if self.format == "tools":  # shown to the agent as its own call of the tool
+            c = replace(c, tool_calls=[ToolCall(id="direct-1", name=tool.name, arguments=json.dumps({"code": code}))])
+        self.reply(c, action, shown, label=block_label(tool))
+        self.finish_step(observation=shown)
+
+    def hand_in_direct(self, code: str) -> None:
+        self.answer, self.handed_direct = code, True
+        self.finish_step(observation=None)
+        raise _Ended("submitted")
+
+    async def step(self) -> None:
+        fields = self.constraint.request(self.answer_only) if self.constraint else {}
+        c: Completion = await self.agent.chat(
+            self.messages, phase=self.phase, max_tokens=self.reply_budget(),
+            stop=TEXT_STOP if self.format == "text" else None, tools=self.schemas,
+            **({"extra": fields} if fields else {}),
+        )  # fmt: skip
+        self.count(c)
+        lim = self.limits
         action: Action | None = None
         try:
             action = self.parse(c)
@@ -443,6 +499,20 @@ class _Episode:
         self.trajectory.write(record)
 
 
+def _code_tool(tools: list[Tool]) -> Tool | None:
+    """The tool that runs code (its arguments require ``code``), if any."""
+    return next((t for t in tools if "code" in t.parameters.get("required", [])), None)
+
+
+def _compiles(code: str) -> bool:
+    """Whether ``code`` is valid Python (compiled here, never run)."""
+    try:
+        compile(code, "<answer>", "exec", dont_inherit=True)
+    except Exception:  # SyntaxError, or a parser limit on hostile input
+        return False
+    return True
+
+
 def _defines(code: str, name: str) -> bool:
     return re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(name)}\s*\(", code, re.MULTILINE) is not None
 
@@ -461,6 +531,7 @@ async def execute(
     constrain: ConstrainSettings | str | None = None,
     plan: str = "after",
     check_examples: bool = True,
+    opening: list[dict[str, Any]] | None = None,
 ) -> Outcome:
     """Run ``agent`` on ``task`` in ``env`` following ``strategy``; grade and return the outcome.
 
@@ -475,6 +546,8 @@ async def execute(
     ("none"). On a coding task with an entry point a stub is refused, and with
     ``check_examples`` the task's visible examples are run against each complete
     definition and the best one is handed in (see `sale.agent.candidates`).
+    ``opening`` (such a task only; ignored on others) is the prompt of one direct
+    answer the loop starts from (see `_Episode.direct_start`).
     """
     if action_format not in ACTION_FORMATS:
         raise ConfigError(f"action_format must be one of {', '.join(ACTION_FORMATS)}, got {action_format!r}")
@@ -489,12 +562,13 @@ async def execute(
     trajectory = _Trajectory(path) if path is not None else None
     checks = CodingChecks.for_task(env, task, examples=check_examples)
     episode = _Episode(agent, env, task, tools, limits, action_format, phase, messages, trajectory,
-                       constraint, settings.turns_back, checks)  # fmt: skip
+                       constraint, settings.turns_back, checks, opening if checks is not None else None)  # fmt: skip
     try:
         if trajectory:
             trajectory.write({
                 "type": "header", "task_id": task.id, "agent": agent.name, "strategy": strategy,
                 "limits": asdict(limits), "action_format": action_format, "phase": phase, "plan": plan,
+                "start": "direct" if episode.opening is not None else "loop",
                 "visible_examples": len(checks.examples) if checks is not None else None,
                 "environment": env.name, "tools": [t.name for t in tools], "messages": messages,
                 "constrain": constraint.record(),
@@ -526,7 +600,7 @@ async def execute(
 
 async def _graded(ep: _Episode, env: Environment, task: Task, reason: str, grade_last_code: bool) -> Outcome:
     """The episode's outcome, its answer (or the last code, see module doc) graded."""
-    answer, source = ep.answer, "submitted" if ep.answer is not None else None
+    answer, source = ep.answer, ("direct" if ep.handed_direct else "submitted") if ep.answer is not None else None
     entry = task.grading.get("entry_point")
     checks = ep.checks
     best = checks.best() if checks is not None and grade_last_code else None

@@ -10,6 +10,13 @@ action format and these settings (`ExecutionSettings`):
   (BM25, each cut to ``retrieve_chars``) are put in the prompt.
 - ``plan: after | before | none``: where the winner's plan goes in the prompt: after
   the task (default: the paper's executor), before it, or nowhere.
+- ``start: direct | loop``: on a coding task with an entry point, ``direct`` (default)
+  starts the loop from one direct answer (the direct mode's prompt): a complete
+  definition that passes the task's visible examples (or compiles, where it states
+  none) is handed in at once, so the loop costs what a direct answer costs where the
+  direct answer is good; otherwise the loop goes on from it, shown the examples'
+  failures, and hands in its best candidate. ``loop`` lets the agent's first action
+  start the loop (the paper's executor). Other tasks always start with the loop.
 - ``examples: true | false``: the coding loop runs the task's visible examples against
   each complete definition the agent writes and hands in the best one
   (`sale.agent.candidates`); false leaves them out.
@@ -49,6 +56,7 @@ class ExecutionSettings(BaseModel):
 
     mode: Literal["agent", "direct"] = "agent"
     plan: Literal["after", "before", "none"] = "after"
+    start: Literal["direct", "loop"] = "direct"
     examples: bool = True
     retrieve_k: int = Field(default=5, ge=1, le=20)
     retrieve_chars: int = Field(default=1200, ge=100, le=20_000)
@@ -206,9 +214,10 @@ async def run_execution(
     if settings.mode == "direct":
         return await answer_directly(agent, env, task, strategy, settings=settings, limits=limits,
                                      trajectory_path=trajectory_path, phase=phase)  # fmt: skip
+    opening = direct_messages(env, task, strategy, settings) if settings.start == "direct" and task.domain == "coding" else None
     return await execute(agent, env, task, strategy, limits=limits, trajectory_path=trajectory_path,
                          action_format=action_format, phase=phase, plan=settings.plan,
-                         check_examples=settings.examples, constrain=constrain)  # fmt: skip
+                         check_examples=settings.examples, constrain=constrain, opening=opening)  # fmt: skip
 
 
 __all__ = ["ExecutionSettings", "MODES", "answer_directly", "direct_messages", "execution_config", "run_execution"]

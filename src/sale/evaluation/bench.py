@@ -1256,6 +1256,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how every execution runs: the tool-using loop (agent) or one direct answer (default: the pool file's, else agent)")
     add("--execution-plan", choices=("after", "before", "none"),
         help="where the executing agent's plan goes in its prompt (default: the pool file's, else after the task)")
+    add("--execution-start", choices=("direct", "loop"),
+        help="how a coding loop starts: from one direct answer (direct) or with the agent's first action (loop) "
+             "(default: the pool file's, else direct)")
 
 
 def load_workload(args: argparse.Namespace) -> tuple[list[Task], list[Path], str]:
@@ -1299,7 +1302,7 @@ def run_from_args(args: argparse.Namespace) -> int:
                 pool, train, test, out, envs, orderings=args.orderings, seed=args.seed,
                 ablations=args.ablations, variants=args.variants, jury_mode=args.jury_mode, compare_jury=args.compare_jury,
                 parallel=args.parallel, embedder=embedder, pull_missing=args.pull, grade=args.grade,
-                execution={k: v for k in ("mode", "plan") if (v := getattr(args, f"execution_{k}", None))},
+                execution={k: v for k in ("mode", "plan", "start") if (v := getattr(args, f"execution_{k}", None))},
             )  # fmt: skip
         finally:
             await pool.stop()
