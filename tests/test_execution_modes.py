@@ -4,6 +4,7 @@ the real sandbox, real task records and the tiny GGUF through llama.cpp."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -212,6 +213,24 @@ async def test_without_examples_a_direct_answer_that_compiles_is_handed_in(scrip
     out = await run_execution(pool["small"], env, plain, "", settings=FROM_DIRECT)
     assert (out.passed, out.steps) == (True, 3)
     assert "SyntaxError" in scripted.requests_for("small")[2]["messages"][3]["content"]
+
+
+class BrokenToolEnvironment(CodingEnvironment):
+    """The coding environment with a run_python tool that raises (a broken sandbox)."""
+
+    def tools(self, task):
+        async def run(code: str) -> str:
+            raise RuntimeError("sandbox unavailable")
+
+        return [replace(t, run=run) for t in super().tools(task)]
+
+
+async def test_a_failing_tool_on_the_direct_start_is_shown_not_raised(scripted, pool):
+    scripted.script("small", answer(WRONG), answer(RIGHT))
+    out = await run_execution(pool["small"], BrokenToolEnvironment(), TASK, "", settings=FROM_DIRECT)
+    assert out.passed and out.steps == 2
+    shown = scripted.requests_for("small")[1]["messages"][3]["content"]
+    assert "Tool 'run_python' failed: RuntimeError: sandbox unavailable" in shown and "0 of 2 passed" in shown
 
 
 async def test_the_direct_start_is_a_tool_call_in_the_tools_format(scripted, pool):

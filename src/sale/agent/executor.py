@@ -324,7 +324,10 @@ class _Episode:
             report = checks.report(run)
         elif _compiles(code):
             self.hand_in_direct(code)
-        observation = await self.run_tool(action)
+        try:
+            observation = await self.run_tool(action)
+        except MalformedAction as exc:  # the tool failed: the agent sees why, as after its own run
+            observation = str(exc)
         self.done.add(json.dumps([action.tool, action.arguments], sort_keys=True, default=str))
         shown = truncate(observation or "(no output)", self.limits.max_observation_chars)
         if report:
