@@ -41,6 +41,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -158,6 +159,7 @@ class _Worker:
 
     async def attempt(self, task: Task) -> dict[str, Any]:
         self.ledger.entries.clear()  # one task at a time: what it records is this task's
+        cpu = time.process_time()
         rec, disk = await self.runner._attempt(task, False)
         files = {}
         for key in ("auction", "trajectory"):
@@ -169,6 +171,7 @@ class _Worker:
         return {
             "record": rec, "ledger": [asdict(e) for e in self.ledger.entries], "files": files,
             "disk": str(disk) if disk is not None else None, "pid": os.getpid(),
+            "cpu_s": time.process_time() - cpu,
         }  # fmt: skip
 
     def close(self) -> None:
@@ -211,6 +214,8 @@ class RayRunner(Runner):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.worker_cpu_s = 0.0  # CPU time the workers spent on this run's tasks (a benchmark reads it)
+        self.worker_pids: set[int] = set()  # the worker processes that ran them
         self._remote = _ray().remote(num_cpus=1, max_retries=self.max_retries)(sale_task)
 
     async def _attempt(self, task: Task, stop_on_error: bool) -> tuple[dict[str, Any], BaseException | None]:
@@ -228,6 +233,8 @@ class RayRunner(Runner):
             if stop_on_error:
                 raise lost from exc
             return self._errored_record(task, len(self.pool.ledger.entries), lost), None
+        self.worker_cpu_s += out["cpu_s"]
+        self.worker_pids.add(out["pid"])
         for entry in out["ledger"]:
             self.pool.ledger.record(LedgerEntry(**entry))
         for rel, data in out["files"].items():
