@@ -88,6 +88,19 @@ def test_fifty_tasks_over_two_workers_share_one_postgres_memory(ray_cluster, pos
     assert sum(map(bool, retrieved)) >= 10  # auctions read the one memory the workers write
 
 
+def test_more_tasks_in_flight_than_cpus(ray_cluster, postgres_url, tmp_path):
+    """--concurrency 4 on the 2-CPU cluster: more than two tasks really at once (each
+    asks Ray for half a CPU), never more than four; every result and memory record once."""
+    n = 12
+    tasks = write_tasks(tmp_path / "tasks.jsonl", n)
+    with ScriptedServer(responder(delay=0.2)) as srv:
+        pool = write_pool(tmp_path / "pool.yaml", srv.base_url)
+        out = tmp_path / "out"
+        assert run_cli(pool, tasks, out, "--ray", "--concurrency", "4", "--memory", postgres_url) == 0
+        assert 2 < srv.overlapping(task_of) <= 4
+    check_folder(out, postgres_url, n)
+
+
 def ray_workers_running_a_task() -> list[int]:
     """Pids of this test process's Ray workers that run a task now (process title
     ``ray::sale_task``)."""

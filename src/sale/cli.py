@@ -161,7 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.ray is not None:
             from sale.ray_run import connect, disconnect
 
-            started = connect(args.ray)
+            started = connect(args.ray, in_flight=args.concurrency)
             try:
                 summary = asyncio.run(go())
             finally:

@@ -10,6 +10,9 @@ memory. The worker sends back the task's results line, its ledger entries and it
 auction record and trajectory; the driver writes them into the run folder, so the
 folder reads exactly as a run without Ray would leave it.
 
+- A worker process runs one task at a time; ``--concurrency N`` (default: the
+  cluster's CPUs) tasks are in flight at once, each asking Ray for CPUs / N of a CPU
+  when N is above the CPUs (tasks mostly wait on their calls).
 - Each worker process builds its pool, environments and router once per run (the
   first task of the run it gets) and keeps them for the next tasks of that run.
   Sandboxed code of a coding task runs on the worker that holds the task.
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -92,23 +96,29 @@ def check_ray_run(pool_config: Any, memory: Any, source: str = "<pool>") -> str:
     return spec
 
 
-def connect(address: str | None = None) -> bool:
+def connect(address: str | None = None, *, num_cpus: int | None = None, in_flight: int | None = None) -> bool:
     """Connect to the Ray cluster at ``address`` (as ``ray.init`` takes it: ``auto``,
-    ``HOST:PORT``, ``ray://HOST:PORT``), or start a local one with this machine's CPUs
-    when ``address`` is None or "local". Returns whether this call connected (and so
-    should `disconnect`); a process already connected keeps its cluster."""
+    ``HOST:PORT``, ``ray://HOST:PORT``), or start a local one with ``num_cpus`` CPUs
+    (default this machine's) when ``address`` is None or "local". A local cluster keeps
+    ``in_flight`` worker processes alive between tasks (Ray's default keeps one per
+    CPU and restarts the others, which then build their run state again). Returns
+    whether this call connected (and so should `disconnect`); a process already
+    connected keeps its cluster."""
     ray = _ray()
     if ray.is_initialized():
         return False
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+    local = address in (None, "", LOCAL)
     try:
-        if address in (None, "", LOCAL):
-            ray.init(num_cpus=os.cpu_count() or 1, **options)
+        if local:
+            cpus = num_cpus or os.cpu_count() or 1
+            ray.init(num_cpus=cpus, _system_config={"num_workers_soft_limit": max(cpus, in_flight or 0)}, **options)
         else:
             ray.init(address=address, **options)
     except Exception as exc:  # noqa: BLE001 - any failure to reach the cluster, on one line
-        where = "start a local Ray cluster" if address in (None, "", LOCAL) else f"connect to the Ray cluster at {address}"
-        raise SaleError(f"--ray: cannot {where} ({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from exc
+        where = "start a local Ray cluster" if local else f"connect to the Ray cluster at {address}"
+        why = (str(exc).strip().splitlines() or [""])[0]
+        raise SaleError(f"--ray: cannot {where} ({type(exc).__name__}: {why})") from exc
     return True
 
 
@@ -207,7 +217,10 @@ def sale_task(spec: RunSpec, task: Task) -> dict[str, Any]:
 @dataclass
 class RayRunner(Runner):
     """A `Runner` whose tasks run as Ray tasks (see the module docstring).
-    ``concurrency`` is the tasks sent to the cluster at once."""
+
+    ``concurrency`` is the tasks in flight at once, each in a worker process of its
+    own; above the cluster's CPUs each task asks Ray for CPUs / concurrency of a CPU.
+    """
 
     spec: RunSpec | None = None
     max_retries: int = 3
@@ -216,7 +229,10 @@ class RayRunner(Runner):
         super().__post_init__()
         self.worker_cpu_s = 0.0  # CPU time the workers spent on this run's tasks (a benchmark reads it)
         self.worker_pids: set[int] = set()  # the worker processes that ran them
-        self._remote = _ray().remote(num_cpus=1, max_retries=self.max_retries)(sale_task)
+        # more tasks in flight than the cluster has CPUs: each asks for its share of a CPU
+        # (a task mostly waits on its calls), so that all of them run at once
+        self.task_cpus = min(1.0, math.floor(10_000 * cluster_cpus() / self.concurrency) / 10_000)
+        self._remote = _ray().remote(num_cpus=self.task_cpus, max_retries=self.max_retries)(sale_task)
 
     async def _attempt(self, task: Task, stop_on_error: bool) -> tuple[dict[str, Any], BaseException | None]:
         ray = _ray()
