@@ -109,6 +109,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         GradeRule.parse(args.grade, "--grade")
     if args.constrain:
         pool_config.execution["constrain"] = args.constrain
+    if args.ray is not None:  # before anything starts: what a Ray run does not support
+        from sale.ray_run import check_ray_run
+
+        check_ray_run(pool_config, args.memory, str(pool_path))
     tasks = [t for spec in args.tasks for t in load_tasks(spec, limit=args.limit)]
     out = Path(args.out)
     check_out_dir(out)
@@ -129,9 +133,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         pool = Pool(pool_config, ledger=Ledger(out / "ledger.jsonl"), source=str(pool_path))
         _say(f"{len(tasks)} tasks, pool {pool_path} ({', '.join(pool.names)}), writing {out}")
         async with pool:
-            runner = open_runner(pool, out, tasks, envs=envs, grade=args.grade, retry_errored=not args.skip_errored,
-                                 stop_after_errors=args.stop_after_errors, concurrency=args.concurrency,
-                                 memory=args.memory)
+            if args.ray is not None:  # the tasks run on a Ray cluster's workers (sale.ray_run)
+                from sale.ray_run import open_ray_runner
+
+                runner = open_ray_runner(pool, out, tasks, envs=envs, grade=args.grade, memory=args.memory,
+                                         data_dir=args.data_dir, documents=args.documents, hide_paths=task_dirs,
+                                         retry_errored=not args.skip_errored, stop_after_errors=args.stop_after_errors,
+                                         concurrency=args.concurrency)
+            else:
+                runner = open_runner(pool, out, tasks, envs=envs, grade=args.grade, retry_errored=not args.skip_errored,
+                                     stop_after_errors=args.stop_after_errors, concurrency=args.concurrency or 1,
+                                     memory=args.memory)
             done = runner.finished()
             finished = sum(runner.is_done(r) for r in done.values())
             retried = len(done) - finished
@@ -139,14 +151,24 @@ def cmd_run(args: argparse.Namespace) -> int:
                 _say(f"resuming: {finished} task(s) already finished" + (f", {retried} errored task(s) to retry" if retried else ""))
             progress = Progress(len(tasks), "run")
             try:
-                shown = (lambda: runner.in_flight) if args.concurrency > 1 else None
+                shown = (lambda: runner.in_flight) if runner.concurrency > 1 else None
                 return await runner.run(tasks, on_task=progress_printer(progress, shown))
             finally:
                 progress.close()
                 pool.ledger.close()
 
     with RunLock(out):  # before the pool starts: a second run on this folder stops here
-        summary = asyncio.run(go())
+        if args.ray is not None:
+            from sale.ray_run import connect, disconnect
+
+            started = connect(args.ray, in_flight=args.concurrency)
+            try:
+                summary = asyncio.run(go())
+            finally:
+                if started:
+                    disconnect()
+        else:
+            summary = asyncio.run(go())
     _print_summary(summary)
     _print_errors(summary, " ".join(_quote(a) for a in getattr(args, "argv", None) or ["run", "..."]))
     return summary.get("exit_code", 0)
@@ -312,8 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep tasks that errored in an earlier run as they are (default: run them again)")
     r.add_argument("--stop-after-errors", type=_count, default=3, metavar="N",
                    help="stop once N tasks in a row errored alike, e.g. an endpoint is down (default 3; 0: never)")
-    r.add_argument("--concurrency", type=_positive, default=1, metavar="N",
-                   help="tasks in flight at once (default 1); each agent's own concurrency still bounds its calls")
+    r.add_argument("--concurrency", type=_positive, default=None, metavar="N",
+                   help="tasks in flight at once (default 1; with --ray the cluster's CPUs); each agent's own "
+                        "concurrency still bounds its calls")
+    r.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run the tasks as Ray tasks on the cluster at ADDRESS (auto, HOST:PORT, ray://...; "
+                        "no ADDRESS: a local cluster); needs a postgresql:// memory and endpoint agents")
     r.add_argument("--memory", metavar="URL_OR_FILE",
                    help="auction memory: postgresql://... (shared by many runs) or a SQLite file "
                         "(default: the pool file's memory:, else OUT/memory.sqlite)")

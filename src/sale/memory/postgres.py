@@ -7,7 +7,10 @@ a database URL (``postgresql://user:pass@host/db``). It needs the ``psycopg`` pa
 
 - Nearest-k runs in the database: embeddings are ``vector(dim)`` columns and a query
   orders by pgvector's inner product (``<#>``), an exact scan with no approximate
-  index, so it ranks as the SQLite store does. Embeddings are unit vectors (both
+  index, so it ranks as the SQLite store does. The embeddings live in a narrow table
+  of their own (``sale_memory_embeddings``: seq, embedding), so the scan reads and
+  unpacks only what it ranks by; the k best are joined back to their records. A
+  search of a small memory uses no parallel workers (see `PostgresMemory.__init__`). Embeddings are unit vectors (both
   embedders), so the inner product is the cosine. The lexical embedder's vectors are
   dense hashed n-gram vectors, which pgvector handles like any other.
 - Embeddings are rounded to float16 on the way in, as in the SQLite store, and ties
@@ -35,7 +38,7 @@ from sale.errors import MissingExtraError
 from sale.memory.embedders import Embedder, LexicalEmbedder
 from sale.memory.store import AuctionRecord, Bid, MemoryStoreError, _quantize, check_meta
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the embeddings in a table of their own
 _LOCK_KEY = 0x5A1E0001  # advisory lock held while one process creates or checks the tables
 
 
@@ -70,6 +73,11 @@ class PostgresMemory:
         except psycopg.Error as exc:
             raise MemoryStoreError(f"{self.where}: cannot connect to the auction memory ({_first_line(exc)})") from exc
         try:
+            # A search of a memory under ~256 MB of embeddings (about 120,000 records of 512
+            # dimensions) runs in this connection's own process: starting parallel workers
+            # costs more than they save on such a scan, and many searches (one per task in
+            # flight, per worker) already run at once.
+            self._conn.execute("SET min_parallel_table_scan_size = '256MB'")
             self._setup()
         except BaseException:
             self._conn.close()
@@ -99,12 +107,16 @@ class PostgresMemory:
                 if not have:
                     self._conn.execute(
                         "CREATE TABLE IF NOT EXISTS sale_memory_auctions ("
-                        " task_id TEXT PRIMARY KEY, seq BIGSERIAL NOT NULL, task_text TEXT NOT NULL,"
-                        " created_at DOUBLE PRECISION NOT NULL, winner TEXT, passed BOOLEAN, bids JSONB NOT NULL,"
+                        " task_id TEXT PRIMARY KEY, seq BIGSERIAL NOT NULL UNIQUE, task_text TEXT NOT NULL,"
+                        " created_at DOUBLE PRECISION NOT NULL, winner TEXT, passed BOOLEAN, bids JSONB NOT NULL)"
+                    )
+                    self._conn.execute(
+                        "CREATE TABLE IF NOT EXISTS sale_memory_embeddings ("
+                        " seq BIGINT PRIMARY KEY REFERENCES sale_memory_auctions(seq) ON DELETE CASCADE,"
                         f" embedding vector({dim}) NOT NULL)"
                     )
                     # kept in the row, not compressed or moved out of line: a search scans them all
-                    self._conn.execute("ALTER TABLE sale_memory_auctions ALTER COLUMN embedding SET STORAGE PLAIN")
+                    self._conn.execute("ALTER TABLE sale_memory_embeddings ALTER COLUMN embedding SET STORAGE PLAIN")
                     with self._conn.cursor() as cur:
                         cur.executemany("INSERT INTO sale_memory_meta(key, value) VALUES (%s, %s)", list(want.items()))
         except psycopg.Error as exc:
@@ -129,10 +141,12 @@ class PostgresMemory:
             for r, v in zip(records, vecs)
         ]  # fmt: skip
         self._write(
-            "INSERT INTO sale_memory_auctions(task_id, task_text, created_at, winner, passed, bids, embedding) "
-            "VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s::vector) ON CONFLICT (task_id) DO UPDATE SET "
+            "WITH a AS (INSERT INTO sale_memory_auctions(task_id, task_text, created_at, winner, passed, bids) "
+            "VALUES (%s, %s, %s, %s, %s, %s::jsonb) ON CONFLICT (task_id) DO UPDATE SET "
             "task_text = excluded.task_text, created_at = excluded.created_at, winner = excluded.winner, "
-            "passed = excluded.passed, bids = excluded.bids, embedding = excluded.embedding",
+            "passed = excluded.passed, bids = excluded.bids RETURNING seq) "
+            "INSERT INTO sale_memory_embeddings(seq, embedding) SELECT seq, %s::vector FROM a "
+            "ON CONFLICT (seq) DO UPDATE SET embedding = excluded.embedding",
             rows,
         )
 
@@ -192,11 +206,13 @@ class PostgresMemory:
             return []
         query = _vector_text(np.asarray(self.embedder.embed([text])[0], dtype=np.float32))
         columns = ", ".join(f"a.{c.strip()}" for c in self._COLUMNS.split(","))
+        # the k + 1 best embeddings (one may be the excluded task's), then their records
         rows = self._read(
-            f"WITH hits AS (SELECT task_id, seq, embedding <#> %s::vector AS d FROM sale_memory_auctions "
-            "WHERE task_id IS DISTINCT FROM %s ORDER BY d, seq LIMIT %s) "
-            f"SELECT -hits.d, {columns} FROM hits JOIN sale_memory_auctions a USING (task_id) ORDER BY hits.d, hits.seq",
-            (query, exclude_task_id, k),
+            "WITH hits AS (SELECT seq, embedding <#> %s::vector AS d FROM sale_memory_embeddings "
+            "ORDER BY d, seq LIMIT %s) "
+            f"SELECT -hits.d, {columns} FROM hits JOIN sale_memory_auctions a USING (seq) "
+            "WHERE a.task_id IS DISTINCT FROM %s ORDER BY hits.d, hits.seq LIMIT %s",
+            (query, k + 1, exclude_task_id, k),
         )
         return [(float(r[0]), self._record(r[1:])) for r in rows]
 
