@@ -108,10 +108,9 @@ class Encoder:
         return self._other(x, t, depth)
 
     def _other(self, x, t, depth):
-        import datetime
-        import decimal
-        import fractions
-
+        # A module that is not imported has no instances (nor is imported for nothing).
+        datetime, decimal, fractions = (sys.modules.get(name) for name in
+                                        ("datetime", "decimal", "fractions"))
         if isinstance(x, bool):
             return bool(x)
         module = getattr(t, "__module__", "") or ""
@@ -144,19 +143,19 @@ class Encoder:
                                            for k, v in dict.items(x)]}
             base = next(b for b in (list, tuple, set, frozenset) if isinstance(x, b))
             return self.encode(base(x), depth)
-        if isinstance(x, decimal.Decimal):
+        if decimal and isinstance(x, decimal.Decimal):
             return {"$": "decimal", "v": str(x)}
-        if isinstance(x, fractions.Fraction):
+        if fractions and isinstance(x, fractions.Fraction):
             return {"$": "fraction", "v": [x.numerator, x.denominator]}
         if isinstance(x, range):
             return {"$": "range", "v": [x.start, x.stop, x.step]}
-        if isinstance(x, datetime.datetime):
+        if datetime and isinstance(x, datetime.datetime):
             return {"$": "datetime", "v": x.isoformat()}
-        if isinstance(x, datetime.date):
+        if datetime and isinstance(x, datetime.date):
             return {"$": "date", "v": x.isoformat()}
-        if isinstance(x, datetime.time):
+        if datetime and isinstance(x, datetime.time):
             return {"$": "time", "v": x.isoformat()}
-        if isinstance(x, datetime.timedelta):
+        if datetime and isinstance(x, datetime.timedelta):
             return {"$": "timedelta", "v": [x.days, x.seconds, x.microseconds]}
         if x is Ellipsis:
             return {"$": "ellipsis"}
