@@ -1,4 +1,5 @@
-"""The answer's side of a grading run: ``main.py`` of the answer's sandbox, never imported.
+"""The answer's side of a grading run, in the answer's sandbox: imported there (compiled,
+as module ``_sale_answer``) by its ``main.py``; never imported by the project.
 
 Reads its settings (two pipe descriptors) from the first line of stdin, imports the
 answer (module ``solution_under_test``: the task's setup, then the answer's code),
@@ -178,7 +179,7 @@ def _exception(exc):
     except Exception:  # noqa: BLE001
         args = [str(exc)]
     tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+    while tb is not None and tb.tb_frame.f_code.co_filename == _exception.__code__.co_filename:
         tb = tb.tb_next
     text = "".join(traceback.format_exception(type(exc), exc, tb))[-4000:]
     return {"type": _type_names(type(exc)), "args": args, "text": text, "limit": _limit_of(exc)}

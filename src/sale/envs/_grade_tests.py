@@ -1,4 +1,5 @@
-"""The tests' side of a grading run: ``main.py`` of the tests' sandbox, never imported.
+"""The tests' side of a grading run, in the tests' sandbox: imported there (compiled, as
+module ``_sale_tests``) by its ``main.py``; never imported by the project.
 
 Reads its settings from the first line of stdin, runs the task's setup, binds the
 names the answer's process offers (data as data; the answer's functions, classes and
