@@ -452,3 +452,18 @@ def shout(text):
     task = _task({"style": "unittest", "entry_point": "pick", "setup": "", "tests": tests})
     grade = await env.grade(task, answer)
     assert grade.passed and grade.detail["tests_run"] == 3, grade.detail["stderr_tail"]
+
+
+async def test_a_patch_reaches_the_answer_when_the_tests_import_mock_late(env):
+    # unittest.mock is imported only while check() runs, after the tests were loaded
+    tests = (
+        "def check(candidate):\n"
+        "    from unittest import mock\n"
+        "    with mock.patch('os.getcwd', return_value='/patched'):\n"
+        "        assert candidate() == '/patched'\n"
+        "    assert candidate() != '/patched'\n")
+    task = _task({"style": "humaneval", "entry_point": "where", "setup": "", "tests": tests})
+    grade = await env.grade(task, "import os\ndef where():\n    return os.getcwd()\n")
+    assert grade.passed, grade.detail["stderr_tail"]
+    bad = await env.grade(task, "def where():\n    return '/patched'\n")
+    assert not bad.passed

@@ -74,6 +74,19 @@ async def test_files_are_written_beside_main_and_importable():
     assert result.stdout.strip() == "42"
 
 
+async def test_a_file_given_as_bytes_is_written_as_it_is():
+    import importlib.util
+    import marshal
+
+    code = compile("ANSWER = 42\n", "helper.py", "exec")
+    compiled = importlib.util.MAGIC_NUMBER + bytes(12) + marshal.dumps(code)
+    files = {"helper.pyc": compiled, "raw.bin": b"\x00\xff\n"}
+    result = await run_python("import helper\nprint(helper.ANSWER, open('raw.bin', 'rb').read())",
+                              files=files)
+    assert result.ok, result.stderr
+    assert result.stdout.strip() == "42 b'\\x00\\xff\\n'"
+
+
 async def test_traceback_shows_only_the_programs_frames():
     result = await run_python("def f():\n    return 1 / 0\n\nf()\n")
     assert result.reason == "error" and result.exit_code == 1
@@ -353,3 +366,21 @@ async def test_two_runs_share_a_directory_and_a_pipe_and_nothing_else():
     finally:
         remove_shared_directory(shared)
     assert not os.path.exists(shared)
+
+
+async def test_a_passed_pipe_ends_when_the_program_closes_it():
+    # The sandbox's own processes keep no copy of a pipe passed to the program: the
+    # other end sees its end while the program still runs (else both wait forever).
+    data_r, data_w = os.pipe()
+    back_r, back_w = os.pipe()
+    limits = Limits(wall_s=8)
+    writer = run_python(f"import os\nos.write({data_w}, b'data')\nos.close({data_w})\n"
+                        f"print(os.read({back_r}, 3).decode())\n",
+                        pass_fds=(data_w, back_r), limits=limits)
+    reader = run_python(f"import os\nchunks = []\nwhile chunk := os.read({data_r}, 64):\n"
+                        "    chunks.append(chunk)\n"
+                        f"os.write({back_w}, b'eof')\nprint(b''.join(chunks).decode())\n",
+                        pass_fds=(data_r, back_w), limits=limits)
+    first, second = await asyncio.gather(writer, reader)
+    assert first.ok and second.ok, (first.summary(), second.summary())
+    assert (first.stdout.strip(), second.stdout.strip()) == ("eof", "data")

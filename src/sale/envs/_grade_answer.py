@@ -1,4 +1,5 @@
-"""The answer's side of a grading run: ``main.py`` of the answer's sandbox, never imported.
+"""The answer's side of a grading run, in the answer's sandbox: imported there (compiled,
+as module ``_sale_answer``) by its ``main.py``; never imported by the project.
 
 Reads its settings (two pipe descriptors) from the first line of stdin, imports the
 answer (module ``solution_under_test``: the task's setup, then the answer's code),
@@ -106,7 +107,7 @@ def _ask_tests(message):
     return _decoder.decode(reply.get("ok"))
 
 
-class TestsObject:
+class TestsObject(_wire.Proxy):
     """An object of the tests' (a mock they patched in, a function they passed): each
     use of it is a request to the tests' process."""
 
@@ -118,37 +119,13 @@ class TestsObject:
     def _ask(self, op, **more):
         return _ask_tests({"op": op, "tref": self._sale_tref, **more})
 
-    def __call__(self, *args, **kwargs):
-        return self._ask("call", args=_encoder.encode(list(args)),
-                         kwargs=[[k, _encoder.encode(v)] for k, v in kwargs.items()])
-
-    def __getattr__(self, name):
-        if name.startswith("__") and name.endswith("__"):
-            raise AttributeError(name)
-        return self._ask("getattr", name=name)
+    def _encode(self, value):
+        return _encoder.encode(value)
 
     def __setattr__(self, name, value):
         if name.startswith("__") and name.endswith("__"):
             return  # e.g. matplotlib setting __signature__ on a function the tests patched
         raise AttributeError("the tests' objects cannot be changed from the answer")
-
-    def __len__(self):
-        return self._ask("len")
-
-    def __iter__(self):
-        return iter(self._ask("items"))
-
-    def __getitem__(self, key):
-        return self._ask("getitem", key=_encoder.encode(key))
-
-    def __bool__(self):
-        return self._ask("bool")
-
-    def __str__(self):
-        return self._ask("str")
-
-    def __repr__(self):
-        return self._ask("repr")
 
     def __enter__(self):
         return self._ask("enter")
@@ -178,7 +155,7 @@ def _exception(exc):
     except Exception:  # noqa: BLE001
         args = [str(exc)]
     tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+    while tb is not None and tb.tb_frame.f_code.co_filename == _exception.__code__.co_filename:
         tb = tb.tb_next
     text = "".join(traceback.format_exception(type(exc), exc, tb))[-4000:]
     return {"type": _type_names(type(exc)), "args": args, "text": text, "limit": _limit_of(exc)}

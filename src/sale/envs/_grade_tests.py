@@ -1,4 +1,5 @@
-"""The tests' side of a grading run: ``main.py`` of the tests' sandbox, never imported.
+"""The tests' side of a grading run, in the tests' sandbox: imported there (compiled, as
+module ``_sale_tests``) by its ``main.py``; never imported by the project.
 
 Reads its settings from the first line of stdin, runs the task's setup, binds the
 names the answer's process offers (data as data; the answer's functions, classes and
@@ -32,7 +33,8 @@ sys.path[:] = [p for p in sys.path if p not in (_here, "", ".")] + [_here]  # wi
 import _sale_wire as _wire  # noqa: E402
 
 sys.path.remove(_here)
-_ANSWER_MODULES = ("solution_under_test", "__main__")
+# Modules whose classes an answer may not claim: its own, and the grader's.
+_ANSWER_MODULES = ("solution_under_test", "__main__", "_sale_tests", "_sale_wire")
 _limits_hit = []
 
 
@@ -195,7 +197,7 @@ def _rebuild(info):
     return exc
 
 
-class Remote:
+class Remote(_wire.Proxy):
     """An object of the answer's, in the answer's process."""
 
     __slots__ = ("_sale_ref", "_sale_class", "__weakref__")
@@ -205,7 +207,12 @@ class Remote:
         object.__setattr__(self, "_sale_class", None)
 
     def _ask(self, op, **more):
+        if op == "call":
+            more["rng"] = _rng_state()
         return _request({"op": op, "ref": self._sale_ref["id"], **more})
+
+    def _encode(self, value):
+        return _encoder.encode(value)
 
     @property
     def __class__(self):
@@ -215,31 +222,6 @@ class Remote:
             names = [] if self._sale_ref.get("kind") == "class" else self._sale_ref.get("type", [])
             object.__setattr__(self, "_sale_class", _claimed_class(names) or Remote)
         return self._sale_class
-
-    def __call__(self, *args, **kwargs):
-        return self._ask("call", args=_encoder.encode(list(args)),
-                         kwargs=[[k, _encoder.encode(v)] for k, v in kwargs.items()],
-                         rng=_rng_state())
-
-    def __getattr__(self, name):
-        if name.startswith("__") and name.endswith("__"):
-            raise AttributeError(name)
-        return self._ask("getattr", name=name)
-
-    def __len__(self):
-        return self._ask("len")
-
-    def __iter__(self):
-        return iter(self._ask("items"))
-
-    def __getitem__(self, key):
-        return self._ask("getitem", key=_encoder.encode(key))
-
-    def __bool__(self):
-        return self._ask("bool")
-
-    def __str__(self):
-        return self._ask("str")
 
     def __repr__(self):
         try:
@@ -268,12 +250,33 @@ def _encode_ref(obj):
     return {"$": "tref", "id": number}
 
 
-def _patch_both_sides():
+class _OnMockImport:
+    """An import hook: when the tests import unittest.mock, `_patch_both_sides` wraps
+    its patches. Until then it is not imported (with asyncio, which it imports, that
+    takes longer than most tasks' tests)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "unittest.mock":
+            return None
+        sys.meta_path.remove(self)
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            load = spec.loader.exec_module
+
+            def exec_module(module):
+                load(module)
+                _patch_both_sides(module)
+
+            spec.loader.exec_module = exec_module
+        return spec
+
+
+def _patch_both_sides(mock):
     """Make unittest.mock's patches reach the answer's process too: what a test patches
     in (``random.choice``, ``builtins.open``, a name of the tests' module, which is the
     answer's module there) is put in place there as a reference to the tests' object."""
-    from unittest import mock
-
     enter, leave = mock._patch.__enter__, mock._patch.__exit__
 
     def __enter__(self):
@@ -371,6 +374,7 @@ def main():
     module.__builtins__ = builtins
     namespace = module.__dict__
     sys.modules["graded_tests"] = module
+    sys.meta_path.insert(0, _OnMockImport())
     try:
         for name in ("setup.py",):
             with open(os.path.join(_here, name), encoding="utf-8") as handle:
@@ -381,7 +385,6 @@ def main():
         if "error" in first:
             raise _rebuild(first["error"])
         _bind(namespace, first.get("names", {}))
-        _patch_both_sides()
         with open(os.path.join(_here, "tests.py"), encoding="utf-8") as handle:
             tests = handle.read()
         _enter_shared(_cfg["cwd"])

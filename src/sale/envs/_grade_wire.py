@@ -4,7 +4,7 @@ Copied into both sandboxes as a file of their own (never imported from the proje
 there), and imported by the project for its tests. A value travels as JSON, with
 tagged objects for what JSON lacks; decoding builds only plain data (numbers,
 strings, containers, numpy arrays, pandas objects built from their values) and
-`Remote` references, so nothing the answer defines (an ``__eq__``, a ``__bool__``, a
+references (`Proxy`), so nothing the answer defines (an ``__eq__``, a ``__bool__``, a
 subclass) reaches the tests. An object that is not data stays in the answer's process
 and crosses as a numbered reference.
 
@@ -69,6 +69,50 @@ def receive(fd: int) -> dict | None:
     return message
 
 
+# -------------------------------------------------------------------------- proxies
+
+
+class Proxy:
+    """An object that lives in the other process, standing in for it here: each use of
+    it is a request there, made by ``_ask`` with arguments encoded by ``_encode`` (each
+    side defines both). It compares equal only to itself."""
+
+    __slots__ = ()
+
+    def _ask(self, op, **more):
+        raise NotImplementedError
+
+    def _encode(self, value):
+        raise NotImplementedError
+
+    def __call__(self, *args, **kwargs):
+        return self._ask("call", args=self._encode(list(args)),
+                         kwargs=[[k, self._encode(v)] for k, v in kwargs.items()])
+
+    def __getattr__(self, name):
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        return self._ask("getattr", name=name)
+
+    def __len__(self):
+        return self._ask("len")
+
+    def __iter__(self):
+        return iter(self._ask("items"))
+
+    def __getitem__(self, key):
+        return self._ask("getitem", key=self._encode(key))
+
+    def __bool__(self):
+        return self._ask("bool")
+
+    def __str__(self):
+        return self._ask("str")
+
+    def __repr__(self):
+        return self._ask("repr")
+
+
 # ------------------------------------------------------------------------ encoding
 
 
@@ -108,10 +152,9 @@ class Encoder:
         return self._other(x, t, depth)
 
     def _other(self, x, t, depth):
-        import datetime
-        import decimal
-        import fractions
-
+        # A module that is not imported has no instances (nor is imported for nothing).
+        datetime, decimal, fractions = (sys.modules.get(name) for name in
+                                        ("datetime", "decimal", "fractions"))
         if isinstance(x, bool):
             return bool(x)
         module = getattr(t, "__module__", "") or ""
@@ -144,19 +187,19 @@ class Encoder:
                                            for k, v in dict.items(x)]}
             base = next(b for b in (list, tuple, set, frozenset) if isinstance(x, b))
             return self.encode(base(x), depth)
-        if isinstance(x, decimal.Decimal):
+        if decimal and isinstance(x, decimal.Decimal):
             return {"$": "decimal", "v": str(x)}
-        if isinstance(x, fractions.Fraction):
+        if fractions and isinstance(x, fractions.Fraction):
             return {"$": "fraction", "v": [x.numerator, x.denominator]}
         if isinstance(x, range):
             return {"$": "range", "v": [x.start, x.stop, x.step]}
-        if isinstance(x, datetime.datetime):
+        if datetime and isinstance(x, datetime.datetime):
             return {"$": "datetime", "v": x.isoformat()}
-        if isinstance(x, datetime.date):
+        if datetime and isinstance(x, datetime.date):
             return {"$": "date", "v": x.isoformat()}
-        if isinstance(x, datetime.time):
+        if datetime and isinstance(x, datetime.time):
             return {"$": "time", "v": x.isoformat()}
-        if isinstance(x, datetime.timedelta):
+        if datetime and isinstance(x, datetime.timedelta):
             return {"$": "timedelta", "v": [x.days, x.seconds, x.microseconds]}
         if x is Ellipsis:
             return {"$": "ellipsis"}

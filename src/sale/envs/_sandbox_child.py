@@ -304,6 +304,7 @@ class Sandbox:
         if child == 0:
             self.run_user()
             raise SystemExit(0)  # the program ended normally: exit as Python does
+        self.close_passed()
         while True:
             pid, status, usage = os.wait4(-1, 0)
             if pid == child:
@@ -313,6 +314,15 @@ class Sandbox:
                      "cpu_s": usage.ru_utime + usage.ru_stime,
                      "maxrss_kb": usage.ru_maxrss})
         os._exit(0)
+
+    def close_passed(self) -> None:
+        """Close the descriptors passed on to the program (pipes to another program),
+        so that their other ends see the end of them when the program exits."""
+        for fd in self.cfg.get("pass_fds", ()):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     # ------------------------------------------------------------------- user process
 
@@ -393,6 +403,7 @@ def main() -> None:
     init = os.fork()  # pid 1 of the new pid namespace
     if init == 0:
         box.run_init()
+    box.close_passed()
     _, status = os.waitpid(init, 0)
     code = os.waitstatus_to_exitcode(status)
     os._exit(code if code >= 0 else 128 - code)  # a signal N becomes 128 + N

@@ -42,6 +42,7 @@ import asyncio
 import functools
 import importlib.util
 import json
+import marshal
 import os
 import re
 import secrets
@@ -73,11 +74,11 @@ _FENCE = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,})[ \t]*(?P<tag>[\w+.-]*)[^\n]*
 _OPEN_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*([\w+.-]*)[^\n]*\n", re.MULTILINE)
 _CODE_START = re.compile(r"^(?:def |async def |class |import |from \S+ import |@)",
                          re.MULTILINE)
-#: The sandbox programs of the two-process grader, and the data format they share.
+#: The sandbox programs of the two-process grader and the data format they share, by
+#: the module name each sandbox imports them as.
 _HERE = Path(__file__).resolve().parent
-_ANSWER_MAIN = _HERE / "_grade_answer.py"
-_TESTS_MAIN = _HERE / "_grade_tests.py"
-_WIRE = _HERE / "_grade_wire.py"
+_HARNESS = {"_sale_answer": _HERE / "_grade_answer.py", "_sale_tests": _HERE / "_grade_tests.py",
+            "_sale_wire": _HERE / "_grade_wire.py"}
 #: Reasons of a run that hit one of its limits: they name why a grade failed.
 LIMIT_REASONS = ("timeout", "cpu", "memory", "file_size", "disk_full", "process_limit")
 #: Seconds the answer's process may take to end once the tests' process has ended.
@@ -228,6 +229,19 @@ def format_result(result: SandboxResult) -> str:
     return "\n".join(lines)
 
 
+@functools.cache
+def _harness_pyc(name: str) -> bytes:
+    """A module of the two-process grader as a ``.pyc`` without source, compiled once
+    per process: a sandbox imports it as it is (compiling the two sides and their wire
+    format in every run costs more CPU than most tasks' tests)."""
+    path = _HARNESS[name]
+    code = compile(path.read_text(encoding="utf-8"), path.name, "exec", dont_inherit=True,
+                   optimize=0)
+    # The header: magic number, flags (0) and the source's mtime and size, which are
+    # not checked where there is no source.
+    return importlib.util.MAGIC_NUMBER + bytes(12) + marshal.dumps(code)
+
+
 #: Packages worth telling an agent about when they are installed.
 NOTABLE_PACKAGES = ("numpy", "pandas", "scipy", "matplotlib", "sklearn", "polars",
                     "seaborn", "sympy", "networkx")
@@ -324,7 +338,7 @@ class CodingEnvironment:
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
         verdict_r, verdict_w = os.pipe()
-        wire = _WIRE.read_text(encoding="utf-8")
+        wire = _harness_pyc("_sale_wire")
         setup = grading["setup"].strip("\n")
         answer_module = "\n\n".join(p for p in (setup, code.strip("\n")) if p.strip()) + "\n"
         test_cfg = {"req": req_w, "resp": resp_r, "verdict": verdict_w, "cwd": inside,
@@ -338,16 +352,17 @@ class CodingEnvironment:
                 return await run_python(code, pass_fds=fds, shared_dir=shared, **kwargs)
 
             answer = asyncio.ensure_future(run(
-                _ANSWER_MAIN.read_text(encoding="utf-8"), (req_r, resp_w),
+                "import _sale_answer\n", (req_r, resp_w),
                 stdin=json.dumps({"req": req_r, "resp": resp_w, "cwd": inside}) + "\n",
                 limits=self.grade_limits, hide_paths=self.hide_paths,
-                files={"_sale_wire.py": wire, f"{GRADED_MODULE}.py": answer_module}))
+                files={"_sale_wire.pyc": wire, "_sale_answer.pyc": _harness_pyc("_sale_answer"),
+                       f"{GRADED_MODULE}.py": answer_module}))
             tests = asyncio.ensure_future(run(
-                _TESTS_MAIN.read_text(encoding="utf-8"), (req_w, resp_r, verdict_w),
+                "import _sale_tests\n", (req_w, resp_r, verdict_w),
                 stdin=json.dumps(test_cfg) + "\n",
                 limits=self.grade_limits, hide_paths=self.hide_paths,
-                files={"_sale_wire.py": wire, "setup.py": setup + "\n",
-                       "tests.py": grading["tests"]}))
+                files={"_sale_wire.pyc": wire, "_sale_tests.pyc": _harness_pyc("_sale_tests"),
+                       "setup.py": setup + "\n", "tests.py": grading["tests"]}))
             reader = loop.create_task(_drain(verdict_r, lambda chunk: verdict.extend(
                 chunk[:max(0, (1 << 16) - len(verdict))])))
             try:

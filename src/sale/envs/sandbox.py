@@ -295,14 +295,15 @@ async def sandbox_isolation() -> str:
 
 
 async def run_python(code: str, *, stdin: str = "", limits: Limits = Limits(),
-                     files: dict[str, str] | None = None,
+                     files: dict[str, str | bytes] | None = None,
                      hide_paths: Sequence[str | os.PathLike[str]] = (),
                      pass_fds: Sequence[int] = (),
                      shared_dir: str | None = None) -> SandboxResult:
     """Run ``code`` as ``main.py`` in a fresh sandbox and report how it ended.
 
-    ``stdin`` is fed to the program; ``files`` maps relative paths to text files
-    written next to ``main.py`` beforehand (importable as modules). ``hide_paths``
+    ``stdin`` is fed to the program; ``files`` maps relative paths to the contents of
+    files (text, or bytes as they are) written next to ``main.py`` beforehand
+    (importable as modules, a compiled ``.pyc`` too). ``hide_paths``
     are covered by an empty read-only directory for this run (e.g. a data folder that
     holds reference solutions); this needs a mount namespace. The program's own
     failures are reported in the result; `SandboxError` means the sandbox itself could
@@ -326,7 +327,7 @@ async def run_python(code: str, *, stdin: str = "", limits: Limits = Limits(),
         owned.close_all()
 
 
-async def _run_python(code: str, *, stdin: str, limits: Limits, files: dict[str, str] | None,
+async def _run_python(code: str, *, stdin: str, limits: Limits, files: dict[str, str | bytes] | None,
                       hide_paths: Sequence[str | os.PathLike[str]],
                       pass_fds: _FdSet, shared_dir: str | None) -> SandboxResult:
     plan = await _get_plan()
@@ -346,7 +347,7 @@ async def _run_python(code: str, *, stdin: str, limits: Limits, files: dict[str,
     return result
 
 
-def _write_files(workdir: str, code: str, files: dict[str, str] | None) -> list[str]:
+def _write_files(workdir: str, code: str, files: dict[str, str | bytes] | None) -> list[str]:
     """Write the extra files and main.py; return every path created (for chown)."""
     for name in files or {}:
         rel = PurePosixPath(name)
@@ -364,8 +365,8 @@ def _write_files(workdir: str, code: str, files: dict[str, str] | None) -> list[
         for directory in reversed(missing):
             os.mkdir(directory)
             created.append(directory)
-        with open(target, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with open(target, "wb") as handle:
+            handle.write(text if isinstance(text, bytes) else text.encode("utf-8"))
         created.append(target)
     return created
 
@@ -381,7 +382,7 @@ def _environment(home: str) -> dict[str, str]:
 
 
 async def _launch(code: str, *, plan: _Plan, limits: Limits, stdin: str,
-                  files: dict[str, str] | None, hide: tuple[str, ...],
+                  files: dict[str, str | bytes] | None, hide: tuple[str, ...],
                   probe: bool, pass_fds: _FdSet | None = None, shared: str | None = None
                   ) -> tuple[SandboxResult, tuple[str, ...]]:
     """Run one program under ``plan``; return its result and the steps taken."""
@@ -394,7 +395,7 @@ async def _launch(code: str, *, plan: _Plan, limits: Limits, stdin: str,
         _remove_tree(workdir)
 
 
-def _prepare(workdir: str, code: str, files: dict[str, str] | None, plan: _Plan,
+def _prepare(workdir: str, code: str, files: dict[str, str | bytes] | None, plan: _Plan,
              steps: tuple[str, ...], limits: Limits, hide: tuple[str, ...],
              probe: bool, shared: str | None = None) -> dict:
     """Write the run's files (owned by the run's uid) and build the sandbox config."""
@@ -437,6 +438,7 @@ async def _execute(config: dict, plan: _Plan, steps: tuple[str, ...], limits: Li
     tasks: list[asyncio.Task] = []
     try:
         config["status_fd"] = status_w
+        config["pass_fds"] = sorted(passed.open)
         started = time.perf_counter()
         try:
             proc = await asyncio.create_subprocess_exec(
