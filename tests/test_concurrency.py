@@ -124,7 +124,9 @@ def test_a_staged_record_is_invisible_until_its_outcome_and_reads_keep_their_mom
         mem.add(record("t2", "find the capital city of Spain"))
         mem.set_outcome("t2", False)  # another task finished meanwhile
         assert [r.task_id for r in mem.nearest("capital city", k=5)] == ["t1"]
+        assert mem.outcome_counts() == {"a": (1, 1)}  # the outcome term's prior: as of the start too
     assert {r.task_id for r in mem.nearest("capital city", k=5)} == {"t1", "t2"}
+    assert mem.outcome_counts() == {"a": (1, 2)} and mem.outcome_counts(exclude_task_id="t1") == {"a": (0, 1)}
     mem.add(record("t3", "find the capital city of Italy"))
     mem.discard("t3")  # the task errored: nothing is left of it
     assert sorted(r.task_id for r in mem) == ["t1", "t2"] and mem.staged == []

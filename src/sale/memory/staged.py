@@ -12,7 +12,8 @@ new record aside until its outcome is set, then writes record and outcome togeth
 
 Inside ``as_of_now()`` (the run enters it when a task starts) ``nearest`` leaves out
 the records this process wrote after that moment, so an auction reads the memory as it
-stood when its task started, however many tasks finish meanwhile. Other reads (``get``,
+stood when its task started, however many tasks finish meanwhile; so does
+``outcome_counts`` (each agent's observed record, the outcome term's prior). Other reads (``get``,
 iteration, ``len``) and every other method go to the wrapped store unchanged.
 """
 
@@ -105,6 +106,19 @@ class StagedMemory:
         late = self._late(exclude_task_id)
         found = self.inner.nearest_scored(text, k=k + len(late), exclude_task_id=exclude_task_id)
         return [(s, r) for s, r in found if r.task_id not in late][:k]
+
+    def outcome_counts(self, exclude_task_id: str | None = None) -> dict[str, tuple[int, int]]:
+        """agent -> (passed, executed), under the same as-of rule (the memory term's prior)."""
+        counts = dict(self.inner.outcome_counts(exclude_task_id=exclude_task_id))
+        for task_id in self._late(exclude_task_id):
+            rec = self.inner.get(task_id)
+            if rec is None or rec.winner is None or rec.passed is None or rec.winner not in counts:
+                continue
+            passed, executed = counts[rec.winner]
+            counts[rec.winner] = (passed - int(rec.passed), executed - 1)
+            if counts[rec.winner][1] <= 0:
+                del counts[rec.winner]
+        return counts
 
     def __iter__(self) -> Iterator[AuctionRecord]:
         return iter(self.inner)
