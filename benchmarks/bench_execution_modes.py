@@ -4,7 +4,7 @@ answer, and the loop started from a direct answer (``start: direct``, the defaul
 and without the plan.
 
     python benchmarks/bench_execution_modes.py --data-dir ../shared/data --out runs/modes \\
-        [--model qwen2.5-coder-1.5b] [--n 20] [--seed 0] [--until 05:05]
+        [--model qwen2.5-coder-1.5b] [--n 20] [--seed 0] [--modes direct,from-direct-plan] [--until 05:05]
 
 The tasks are a seeded sample of HumanEval (``--dataset`` for MBPP or DataFrameBench).
 The plan is the agent's own bid (the bid prompt of the auction, the pool's bid token
@@ -77,14 +77,15 @@ async def main_async(args: argparse.Namespace) -> None:
     env = CodingEnvironment(hide_paths=[str(Path(args.data_dir).resolve())])
     stop_at = deadline(args.until)
     plans = {r["task_id"]: r for r in read_jsonl(out / "plans.jsonl")}
-    done = {m: {r["task_id"]: r for r in read_jsonl(out / m / "results.jsonl")} for m in MODES}
-    writers = {m: JsonlWriter(out / m / "results.jsonl") for m in MODES if (out / m).mkdir(parents=True, exist_ok=True) is None}
+    modes = {m: MODES[m] for m in (args.modes.split(",") if args.modes else MODES)}
+    done = {m: {r["task_id"]: r for r in read_jsonl(out / m / "results.jsonl")} for m in modes}
+    writers = {m: JsonlWriter(out / m / "results.jsonl") for m in modes if (out / m).mkdir(parents=True, exist_ok=True) is None}
     plan_writer = JsonlWriter(out / "plans.jsonl")
     try:
         async with Pool(cfg, ledger=Ledger(out / "ledger.jsonl")) as pool:
             agent = pool["agent"]
             for task in tasks:
-                for mode, settings in MODES.items():
+                for mode, settings in modes.items():
                     if task.id in done[mode]:
                         continue
                     left = None if stop_at is None else stop_at - time.time()
@@ -114,9 +115,9 @@ async def main_async(args: argparse.Namespace) -> None:
     finally:
         for w in [*writers.values(), plan_writer]:
             w.close()
-    common = [t.id for t in tasks if all(t.id in done[m] for m in MODES)]
+    common = [t.id for t in tasks if all(t.id in done[m] for m in modes)]
     print(f"modes_tasks: {len(common)} tasks")
-    for mode in MODES:
+    for mode in modes:
         recs = [done[mode][i] for i in common]
         n = max(1, len(recs))
         passed = sum(r["passed"] for r in recs)
@@ -138,6 +139,8 @@ def main() -> None:
     ap.add_argument("--model", default="qwen2.5-coder-1.5b")
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--modes", type=lambda v: v if set(v.split(",")) <= set(MODES) else ap.error(f"--modes: one or more of {', '.join(MODES)}"),
+                    help="comma-separated modes to run and report (default: all)")
     ap.add_argument("--until", help="stop starting episodes at this UTC time (HH:MM); a rerun resumes")
     asyncio.run(main_async(ap.parse_args()))
 
