@@ -10,6 +10,8 @@ measured), greedy decoding, the default limits. Results go to OUT/results.jsonl,
 line per (task, mode) as it finishes, and a rerun resumes. Prints, per mode:
   malformed_episodes_<mode>        episodes that ended on malformed replies / episodes
   episodes_with_malformed_<mode>   episodes with at least one malformed reply / episodes
+                                   (a repeated action's correction counts as one)
+  unparseable_replies_<mode>       replies with no usable action (repeats not counted) / replies
   pass_<mode>                      tasks passed (the search environment's grade)
   submitted_<mode>                 episodes that ended with an answer
   turned_back_<mode>               answers turned back for restating the question
@@ -28,8 +30,9 @@ import os
 import time
 from pathlib import Path
 
-from sale.agent.executor import Limits, execute
+from sale.agent.executor import REPEATED, Limits, execute
 from sale.config import parse_pool
+from sale.jsonl import read_jsonl
 from sale.llm.pool import Pool
 from sale.run import build_environments
 from sale.workloads.standard import standard_workload
@@ -108,6 +111,10 @@ def report(out: Path, modes: list[str]) -> None:
         toks = [t for r in mine for t in r["output_tokens"]]
         print(f"malformed_episodes_{mode}: {sum(r['reason'] == 'malformed' for r in mine)}/{n} episodes")
         print(f"episodes_with_malformed_{mode}: {sum(r['malformed'] > 0 for r in mine)}/{n} episodes")
+        steps = [s for path in sorted((out / "trajectories" / mode).glob("*.jsonl")) for s in read_jsonl(path)
+                 if s.get("type") == "step"]
+        bad = sum(1 for s in steps if s.get("malformed") and s["malformed"] not in REPEATED.values())
+        print(f"unparseable_replies_{mode}: {bad}/{len(steps)} replies")
         print(f"pass_{mode}: {sum(r['passed'] for r in mine)}/{n} tasks")
         print(f"submitted_{mode}: {sum(r['reason'] == 'submitted' for r in mine)}/{n} episodes")
         print(f"turned_back_{mode}: {sum(r['turned_back'] for r in mine)} answers")
