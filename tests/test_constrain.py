@@ -14,7 +14,7 @@ from gbnf import Grammar
 from sale.agent.actions import MalformedAction, parse_text_action
 from sale.agent.constrain import (
     ANSWER_WORDS, TURN_BACK, ConstrainSettings, action_grammar, action_schema, batched_jury_grammar, bid_grammar, choose,
-    jury_grammar, restates_question, turn_back,
+    jury_grammar, restates_question, turn_back, TURN_BACK_COPIED, copies_instructions,
 )  # fmt: skip
 from sale.agent.executor import REPEATED, Limits, execute
 from sale.config import parse_pool
@@ -354,6 +354,33 @@ async def test_a_restated_answer_is_turned_back_once_as_a_step(scripted, search_
         scripted.script("small", Reply(restated))
         out = await execute(pool["small"], search_env, task, "", constrain="off")
         assert out.steps == 1 and out.answer.startswith("The county")
+
+
+def test_answers_that_copy_the_instructions():
+    instructions = "This is your last reply: write ANSWER: and your final answer now.\nAnswer with a name, a date, a number."
+    assert copies_instructions("and your final answer now.", instructions)
+    assert copies_instructions("A date, a number", instructions)
+    assert not copies_instructions("a number", instructions)  # too short to tell from an answer
+    assert not copies_instructions("your final answer is Paris", instructions)
+    assert turn_back(Task(id="x", domain="search", prompt=QUESTION), "and your final answer now.", instructions) == TURN_BACK_COPIED
+    assert turn_back(CODE_TASK, "and your final answer now.", instructions) is None
+
+
+async def test_a_copied_then_restated_answer_is_turned_back_once_for_each(scripted, search_env, tmp_path):
+    task = Task(id="s/q", domain="search", prompt=QUESTION, grading={"answers": ["Cook County"]})
+    copied, restated = "ANSWER: a place, a date, a number, or yes or no.", f"ANSWER: {QUESTION}"
+    async with _pool(scripted) as pool:
+        scripted.script("small", Reply(copied), Reply(restated), Reply(copied), Reply("ANSWER: Cook County"))
+        path = tmp_path / "t.jsonl"
+        out = await execute(pool["small"], search_env, task, "", trajectory_path=path)
+        steps = [json.loads(line) for line in path.read_text().splitlines() if '"type": "step"' in line]
+        assert [s.get("turned_back") for s in steps] == ["copied", "restated", None]  # the second copy is the answer
+        assert steps[0]["observation"] == TURN_BACK_COPIED and (out.steps, out.passed) == (3, False)
+        assert out.answer == copied.removeprefix("ANSWER: ")
+        # an answer that copies no instruction is taken at once
+        scripted.script("small", Reply("ANSWER: Cook County"))
+        out = await execute(pool["small"], search_env, task, "")
+        assert (out.steps, out.passed) == (1, True)
 
 
 # ----------------------------------------------------------------------------- real llama.cpp

@@ -21,8 +21,9 @@ clear error before any call otherwise), ``off`` sends no constraint. The bid and
 jury have grammars of their own here (`bid_grammar`, `jury_grammar`).
 
 Answers that answer: a search answer that restates the question (most of the question's
-words and no new name or number) is turned back once, asking for the entity itself
-(`turn_back`); ``execution: turn_back_restated: false`` accepts it as it is, and so
+words and no new name or number), or that copies a run of the executor's own
+instructions ("and your final answer now."), is turned back once, asking for the entity
+itself (`turn_back`); ``execution: turn_back_restated: false`` accepts it as it is, and so
 does ``constrain: off``, which leaves the executor as it was.
 """
 
@@ -386,8 +387,28 @@ def question_of(task: Any) -> str:
     return question if isinstance(question, str) and question.strip() else str(getattr(task, "prompt", ""))
 
 
-def turn_back(task: Any, answer: str | None) -> str | None:
-    """The message that turns back a search task's answer restating its question, or None."""
+TURN_BACK_COPIED = ("Your answer copies words of the instructions, not the answer. The question asks for one "
+                    "thing: a name, a place, a date, a number, or yes or no. Reply with ANSWER: and that only.")  # fmt: skip
+
+
+def _plain(text: str) -> str:
+    return " ".join(w.lower() for w in _words(text))
+
+
+def copies_instructions(answer: str, instructions: str, *, min_words: int = 3) -> bool:
+    """Whether ``answer`` is a run of at least ``min_words`` words copied from
+    ``instructions`` (the executor's own prompt text, never the task or a tool's
+    output): small models answer with the tail of the prompt ("and your final answer
+    now.")."""
+    plain = _plain(answer)
+    return len(plain.split()) >= min_words and f" {plain} " in f" {_plain(instructions)} "
+
+
+def turn_back(task: Any, answer: str | None, instructions: str = "") -> str | None:
+    """The message that turns back a search task's answer that restates its question
+    or copies ``instructions`` (see `copies_instructions`), or None."""
     if answer is None or getattr(task, "domain", "") != "search" or (getattr(task, "grading", None) or {}).get("entry_point"):
         return None
+    if instructions and copies_instructions(answer, instructions):
+        return TURN_BACK_COPIED
     return TURN_BACK if restates_question(answer, question_of(task)) else None

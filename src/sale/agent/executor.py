@@ -48,7 +48,7 @@ from sale.agent.actions import (
     ANSWER_LABELS, SUBMIT_TOOL, TEXT_STOP, Action, MalformedAction, block_label,
     answer_form, describe_text_tools, example_reply, parse_text_action, parse_tool_call, tool_schemas,
 )  # fmt: skip
-from sale.agent.constrain import ConstrainSettings, Constraint, action_constraint, turn_back
+from sale.agent.constrain import TURN_BACK, TURN_BACK_COPIED, ConstrainSettings, Constraint, action_constraint, turn_back
 from sale.agent.candidates import CodingChecks
 from sale.envs.base import Environment, Tool
 from sale.errors import BudgetExceeded, ConfigError
@@ -232,6 +232,7 @@ class _Episode:
                  checks: CodingChecks | None = None, opening: list[dict[str, Any]] | None = None):  # fmt: skip
         self.agent, self.env, self.task, self.tools = agent, env, task, tools
         self.constraint, self.turn_back_restated = constraint, turn_back_restated
+        self.turned_back: set[str] = set()  # why answers were turned back ("restated", "copied")
         self.limits, self.format, self.phase = limits, action_format, phase
         self.messages = messages
         self.trajectory = trajectory
@@ -408,15 +409,25 @@ class _Episode:
         self.finish_step(observation=shown)
 
     def turn_back(self, c: Completion, action: Action) -> bool:
-        """Turn back, once, a search answer that restates the question (a step of its own)."""
-        message = turn_back(self.task, action.answer) if self.turn_back_restated else None
-        if message is None or self.steps >= self.limits.max_steps:
+        """Turn back a search answer that restates the question or copies the
+        instructions (a step of its own), once for each of the two."""
+        message = turn_back(self.task, action.answer, self.instructions()) if self.turn_back_restated else None
+        kind = "copied" if message == TURN_BACK_COPIED else "restated"
+        if message is None or kind in self.turned_back or self.steps >= self.limits.max_steps:
             return False
-        self.turn_back_restated = False
-        self.pending["turned_back"] = "restated"
+        self.turned_back.add(kind)
+        self.pending["turned_back"] = kind
         self.reply(c, action, message, label=None)
         self.finish_step(observation=message)
         return True
+
+    def instructions(self) -> str:
+        """The executor's own prompt text (never the task or a tool's output): what a
+        copied answer is checked against."""
+        own = [self.messages[0]["content"] if self.messages and self.messages[0]["role"] == "system" else ""]
+        own += [self.env.answer_instructions(self.task), *LAST_REPLY.values(), *REPEATED.values(), TURN_BACK,
+                TURN_BACK_COPIED]
+        return "\n".join(own)
 
     def candidate_code(self, action: Action) -> str | None:
         """The code of a code-running action on a coding task, as the sandbox gets it."""
