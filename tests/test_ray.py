@@ -33,12 +33,15 @@ def ray_cluster():
         import ray
     except ImportError:
         pytest.skip("ray is not installed (pip install 'sale[ray]')")
-    try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"a local Ray cluster cannot start here: {exc}")
+    from sale.errors import SaleError
+    from sale.ray_run import connect, disconnect
+
+    try:  # as `sale run --ray` starts one: up to 4 workers kept alive (4 tasks in flight below)
+        connect(num_cpus=2, in_flight=4)
+    except SaleError as exc:
+        pytest.skip(str(exc))
     yield ray
-    ray.shutdown()
+    disconnect()
 
 
 def memory_rows(url: str) -> list[tuple[str, bool | None]]:
@@ -88,10 +91,25 @@ def test_fifty_tasks_over_two_workers_share_one_postgres_memory(ray_cluster, pos
     assert sum(map(bool, retrieved)) >= 10  # auctions read the one memory the workers write
 
 
+def warm_workers(ray, k: int, timeout_s: float = 120.0) -> None:
+    """Have ``k`` Ray worker processes started (the cluster keeps them alive)."""
+    import time
+
+    @ray.remote(num_cpus=2 / k)
+    def hold() -> int:
+        time.sleep(0.5)
+        return os.getpid()
+
+    deadline, seen = time.monotonic() + timeout_s, set()
+    while len(seen) < k and time.monotonic() < deadline:
+        seen |= set(ray.get([hold.remote() for _ in range(k)]))
+
+
 def test_more_tasks_in_flight_than_cpus(ray_cluster, postgres_url, tmp_path):
     """--concurrency 4 on the 2-CPU cluster: more than two tasks really at once (each
     asks Ray for half a CPU), never more than four; every result and memory record once."""
-    n = 12
+    n = 20
+    warm_workers(ray_cluster, 4)  # so that the overlap below does not wait on worker start-up on busy cores
     tasks = write_tasks(tmp_path / "tasks.jsonl", n)
     with ScriptedServer(responder(delay=0.2)) as srv:
         pool = write_pool(tmp_path / "pool.yaml", srv.base_url)
