@@ -35,8 +35,7 @@ from sale.llm.ledger import Ledger
 from sale.llm.pool import Pool
 from sale.ray_run import connect, open_ray_runner
 from sale.testing.postgres import PostgresForTests
-from sale.testing.scripted import scripted_pool_yaml, serve_in_process
-from sale.workloads.task import Document, Task
+from sale.testing.scripted import landmark_tasks, scripted_pool_yaml, serve_in_process
 
 
 def pause_s(seconds: float) -> None:
@@ -46,11 +45,7 @@ def pause_s(seconds: float) -> None:
 async def run_level(n_tasks: int, base_url: str, memory: str, out: Path, concurrency: int | None = None) -> dict:
     text = scripted_pool_yaml(base_url, [("a0", 0.1), ("a1", 0.2), ("a2", 0.3)], concurrency=64)
     cfg = parse_pool(yaml.safe_load(text))
-    tasks = [
-        Task(id=f"t{i}", domain="search", prompt=f"Where is landmark {i}?", grading={"answers": ["Paris"]},
-             documents=[Document(id=f"d{i}", title=f"Landmark {i}", text=f"Landmark {i} is in Paris.")])
-        for i in range(n_tasks)
-    ]  # fmt: skip
+    tasks = landmark_tasks(n_tasks)
     ledger = Ledger(out / "ledger.jsonl")
     async with Pool(cfg, ledger=ledger) as pool:
         runner = open_ray_runner(pool, out, tasks, memory=memory, concurrency=concurrency)

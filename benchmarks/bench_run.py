@@ -31,8 +31,7 @@ from sale.jsonl import read_jsonl
 from sale.llm.ledger import Ledger
 from sale.llm.pool import Pool
 from sale.run import open_runner
-from sale.testing.scripted import scripted_pool_yaml, serve_in_process
-from sale.workloads.task import Document, Task
+from sale.testing.scripted import landmark_tasks, scripted_pool_yaml, serve_in_process
 
 
 def union_seconds(intervals: list[tuple[float, float]]) -> float:
@@ -47,11 +46,7 @@ def union_seconds(intervals: list[tuple[float, float]]) -> float:
 
 async def bench(n_tasks: int, n_agents: int, base_url: str, out: Path) -> None:
     cfg = parse_pool(yaml.safe_load(scripted_pool_yaml(base_url, [(f"a{i}", 0.1 * (i + 1)) for i in range(n_agents)])))
-    tasks = [
-        Task(id=f"t{i}", domain="search", prompt=f"Where is landmark {i}?", grading={"answers": ["Paris"]},
-             documents=[Document(id=f"d{i}", title=f"Landmark {i}", text=f"Landmark {i} is in Paris.")])
-        for i in range(n_tasks)
-    ]  # fmt: skip
+    tasks = landmark_tasks(n_tasks)
     ledger = Ledger(out / "ledger.jsonl")
     async with Pool(cfg, ledger=ledger) as pool:
         runner = open_runner(pool, out, tasks)

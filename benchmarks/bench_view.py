@@ -40,20 +40,14 @@ from sale.config import parse_pool
 from sale.llm.ledger import Ledger
 from sale.llm.pool import Pool
 from sale.run import open_runner, safe_name
-from sale.testing.scripted import scripted_pool_yaml, serve_in_process
+from sale.testing.scripted import landmark_tasks, scripted_pool_yaml, serve_in_process
 from sale.view import create_app
 from sale.view.server import ViewServer
-from sale.workloads.task import Document, Task
 
 
 async def real_run(n: int, base_url: str, out: Path) -> None:
     cfg = parse_pool(yaml.safe_load(scripted_pool_yaml(base_url, [("small", 0.1), ("mid", 0.3), ("big", 1.0)])))
-    tasks = [
-        Task(id=f"t{i}", domain="search", prompt=f"Where is landmark {i}?", grading={"answers": ["Paris"]},
-             tier=1 + i % 3, tier_name=f"search/{1 + i % 3}",
-             documents=[Document(id=f"d{i}", title=f"Landmark {i}", text=f"Landmark {i} is in Paris.")])
-        for i in range(n)
-    ]  # fmt: skip
+    tasks = landmark_tasks(n, tiers=3)
     ledger = Ledger(out / "ledger.jsonl")
     async with Pool(cfg, ledger=ledger) as pool:
         await open_runner(pool, out, tasks).run(tasks)

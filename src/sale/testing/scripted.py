@@ -317,6 +317,19 @@ def scripted_pool_yaml(base_url: str, agents: list[tuple[str, float]], **agent_f
     return "\n".join(l.rstrip("\n") for l in lines) + "\n"
 
 
+def landmark_tasks(n: int, *, tiers: int | None = None) -> list[Any]:
+    """``n`` one-document search tasks ("Where is landmark i?", answered "Paris") for runs
+    against a scripted pool; with ``tiers`` they are spread over that many search tiers."""
+    from sale.workloads.task import Document, Task
+
+    spread = (lambda i: {"tier": 1 + i % tiers, "tier_name": f"search/{1 + i % tiers}"}) if tiers else (lambda i: {})
+    return [
+        Task(id=f"t{i}", domain="search", prompt=f"Where is landmark {i}?", grading={"answers": ["Paris"]},
+             documents=[Document(id=f"d{i}", title=f"Landmark {i}", text=f"Landmark {i} is in Paris.")], **spread(i))
+        for i in range(n)
+    ]  # fmt: skip
+
+
 @contextlib.contextmanager
 def serve_in_process(
     text: str = "ok", rules: dict[str, str] | None = None, timeout_s: float = 20.0, delay: float = 0.0
