@@ -84,8 +84,8 @@ class JsonlWriter:
         self.close()
 
 
-def write_json_atomic(path: str | Path, data: Any, *, fsync: bool = True) -> None:
-    """Write a JSON file via a temporary name and a rename: never half-written.
+def write_bytes_atomic(path: str | Path, data: bytes, *, fsync: bool = True) -> None:
+    """Write a file via a temporary name and a rename: never half-written.
 
     Without ``fsync`` the file survives a crash of the process (the kernel holds the
     data) but not necessarily a crash of the machine.
@@ -93,10 +93,14 @@ def write_json_atomic(path: str | Path, data: Any, *, fsync: bool = True) -> Non
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    text = json.dumps(data, indent=2, ensure_ascii=False)  # one write, not one per token
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    with open(tmp, "wb") as fh:
+        fh.write(data)  # one write, not one per token
         fh.flush()
         if fsync:
             os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: str | Path, data: Any, *, fsync: bool = True) -> None:
+    """Write a JSON file atomically (see `write_bytes_atomic`)."""
+    write_bytes_atomic(path, json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8"), fsync=fsync)

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from sale.errors import ConfigError, DiskFullError, MissingExtraError, SaleError
+from sale.jsonl import write_bytes_atomic
 from sale.llm.ledger import Ledger, LedgerEntry
 from sale.run import Runner, open_runner
 from sale.workloads.task import Task
@@ -254,11 +255,7 @@ class RayRunner(Runner):
         for entry in out["ledger"]:
             self.pool.ledger.record(LedgerEntry(**entry))
         for rel, data in out["files"].items():
-            path = self.out_dir / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            write_bytes_atomic(self.out_dir / rel, data, fsync=False)
         disk = DiskFullError(out["disk"]) if out["disk"] else None
         return out["record"], disk
 
