@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sale.errors import ConfigError
-from sale.memory.store import AuctionRecord, MemoryStore
+from sale.memory.store import AuctionRecord, MemoryStore, count_outcomes
 
 
 @dataclass
@@ -95,13 +95,7 @@ def outcome_counts(memory: MemoryStore, exclude: str | None = None) -> dict[str,
     counts = getattr(memory, "outcome_counts", None)
     if counts is not None:
         return dict(counts(exclude_task_id=exclude))
-    out: dict[str, tuple[int, int]] = {}
-    for rec in memory:
-        if rec.task_id == exclude or rec.winner is None or rec.passed is None:
-            continue
-        p, n = out.get(rec.winner, (0, 0))
-        out[rec.winner] = (p + int(rec.passed), n + 1)
-    return out
+    return count_outcomes(memory, exclude)
 
 
 def memory_terms(

@@ -257,6 +257,17 @@ class _VectorIndex:
 # ---------------------------------------------------------------------------
 
 
+def count_outcomes(records: Iterable[AuctionRecord], exclude_task_id: str | None = None) -> dict[str, tuple[int, int]]:
+    """agent -> (passed, executed) over ``records`` whose winner and outcome are known."""
+    out: dict[str, tuple[int, int]] = {}
+    for rec in records:
+        if rec.task_id == exclude_task_id or rec.winner is None or rec.passed is None:
+            continue
+        p, n = out.get(rec.winner, (0, 0))
+        out[rec.winner] = (p + int(rec.passed), n + 1)
+    return out
+
+
 class InMemoryMemory:
     """A `MemoryStore` held in a dict; same ranking as `SQLiteMemory`, nothing on disk."""
 
@@ -305,14 +316,8 @@ class InMemoryMemory:
 
     def outcome_counts(self, exclude_task_id: str | None = None) -> dict[str, tuple[int, int]]:
         """agent -> (passed, executed) over the stored auctions whose outcome is known."""
-        out: dict[str, tuple[int, int]] = {}
         with self._lock:
-            for rec in self._records.values():
-                if rec.task_id == exclude_task_id or rec.winner is None or rec.passed is None:
-                    continue
-                p, n = out.get(rec.winner, (0, 0))
-                out[rec.winner] = (p + int(rec.passed), n + 1)
-        return out
+            return count_outcomes(self._records.values(), exclude_task_id)
 
     def discard(self, task_id: str) -> None:
         """Forget the auction of ``task_id`` (a task that errored, to be run again)."""
