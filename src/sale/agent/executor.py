@@ -308,9 +308,9 @@ class _Episode:
         prompt, self.opening = self.opening, None
         c: Completion = await self.agent.chat(prompt, phase=self.phase, max_tokens=self.reply_budget())
         self.count(c, start="direct")
-        checks, tool = self.checks, _code_tool(self.tools)
-        code = checks.code_of(c.text) if checks is not None else ""
-        if checks is None or tool is None or not self.defines_entry(code) or checks.is_stub(code):
+        checks, tool = self.checks, _code_tool(self.tools)  # checks: set wherever an opening is (see execute)
+        code = checks.code_of(c.text)
+        if tool is None or not self.defines_entry(code) or checks.is_stub(code):
             self.finish_step(observation=None)
             return
         action = Action(kind="tool", tool=tool.name, arguments={"code": code},
