@@ -16,6 +16,8 @@ from sale.evaluation.report import (
     format_summary,
     format_table,
     plot_allocation,
+    plot_stream,
+    stream_curves,
     win_share_curve,
     write_report,
 )
@@ -81,9 +83,9 @@ def test_write_report_files(tmp_path, evaluation):
     winners = [["large", "mid", "small", "small"] * 5, ["mid", "small", "large", "small"] * 5]
     extra = {"title": "Demo <run>", "agents": AGENTS, "winners": winners, "config": {"seed": 1}, "notes": "synthetic"}
     paths = write_report(tmp_path / "out", summary, results, extra)
-    assert set(paths) == {"summary", "results", "table", "cost_quality", "allocation", "smallest_wins", "html"}
+    assert set(paths) == {"summary", "results", "table", "cost_quality", "allocation", "smallest_wins", "stream-sale", "html"}
 
-    for key in ("cost_quality", "allocation", "smallest_wins"):
+    for key in ("cost_quality", "allocation", "smallest_wins", "stream-sale"):
         data = paths[key].read_bytes()
         assert data.startswith(PNG) and len(data) > 5000, key
 
@@ -99,11 +101,29 @@ def test_write_report_files(tmp_path, evaluation):
         assert f"<td>{name}</td>" in page
     assert '<tr class="highlight"><td>sale</td>' in page
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(images) == 3 and all(base64.b64decode(i).startswith(PNG) for i in images)
+    assert len(images) == 4 and all(base64.b64decode(i).startswith(PNG) for i in images)
     assert not re.search(r'(src|href)="(https?:)?//', page)  # no external assets
     for metric in ("pass@1", "gap closed", "largest share", "overhead"):
         assert metric in page
     assert paths["table"].read_text().strip() == format_summary(summary)
+
+
+def test_stream_curves_follow_each_ordering_and_average_them():
+    def r(agent, passed, ordering):
+        return TaskResult(task_id=f"t{agent}{passed}", tier_name="coding/1", domain="coding", method="sale",
+                          agent=agent, passed=passed, ordering=ordering)  # fmt: skip
+
+    first = [r("small", False, 0), r("large", True, 0), r("small", True, 0)]
+    second = [r("large", True, 1), r("large", False, 1), r("small", False, 1), r("small", True, 1)]
+    curves = stream_curves([first, second], ["small", "large"])
+    assert list(curves) == ["small", "large", "pass"]
+    # up to the shortest ordering (3 tasks); shares so far, averaged over the two orderings
+    assert curves["small"] == pytest.approx([(1 + 0) / 2, (1 / 2 + 0) / 2, (2 / 3 + 1 / 3) / 2])
+    assert curves["large"] == pytest.approx([(0 + 1) / 2, (1 / 2 + 1) / 2, (1 / 3 + 2 / 3) / 2])
+    assert curves["pass"] == pytest.approx([(0 + 1) / 2, (1 / 2 + 1 / 2) / 2, (2 / 3 + 1 / 3) / 2])
+    assert stream_curves([], ["small"]) == {}
+    with pytest.raises(ReportError, match="stream plot of sale: no results"):
+        plot_stream([], ["small"], title="sale")
 
 
 SIDE = {

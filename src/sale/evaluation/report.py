@@ -9,6 +9,9 @@
 - ``allocation.png``: per tier, the share of tasks each agent executed under SALE;
 - ``smallest_wins.png``: the smallest agent's share of auction wins along the stream
   (when ``extra["winners"]`` is given);
+- ``stream-<method>.png``, for every SALE method given with its results: along the
+  task stream, the share of tasks each agent won so far and the running pass rate
+  (the memory at work, averaged over orderings);
 - ``report.html``: one self-contained page (plots inlined as base64 PNG, no external
   assets) with the tables and a short explanation of every metric.
 
@@ -393,6 +396,52 @@ def plot_smallest_wins(winners_by_ordering: Sequence[Sequence[str | None]], smal
     return _png(fig)
 
 
+def stream_curves(orderings: Sequence[Sequence[TaskResult]], agents: Sequence[str]) -> dict[str, list[float]]:
+    """Along the stream (results in stream order, one list per ordering): for each agent
+    the share of tasks it executed so far, and ``"pass"`` the running pass rate; each
+    averaged over orderings, up to the shortest ordering."""
+    groups = [list(g) for g in orderings if len(g)]
+    if not groups:
+        return {}
+    n = min(len(g) for g in groups)
+    names = list(agents) + sorted({r.agent for g in groups for r in g if r.agent} - set(agents))
+    out: dict[str, list[float]] = {}
+    for key in [*names, "pass"]:
+        hit = (lambda r: r.passed) if key == "pass" else (lambda r, a=key: r.agent == a)
+        per = []
+        for g in groups:
+            count, curve = 0, []
+            for i, r in enumerate(g[:n]):
+                count += bool(hit(r))
+                curve.append(count / (i + 1))
+            per.append(curve)
+        out[key] = [sum(c[i] for c in per) / len(per) for i in range(n)]
+    return out
+
+
+def plot_stream(orderings: Sequence[Sequence[TaskResult]], agents: Sequence[str], *, title: str) -> bytes:
+    """PNG: along the stream, the share of tasks won by each agent so far (solid) and the
+    running pass rate (dashed), averaged over orderings."""
+    curves = stream_curves(orderings, agents)
+    if not curves:
+        raise ReportError(f"stream plot of {title}: no results")
+    fig = _figure()
+    ax = fig.add_subplot(1, 1, 1)
+    for k, (name, ys) in enumerate(curves.items()):
+        xs = range(1, len(ys) + 1)
+        if name == "pass":
+            ax.plot(xs, [100 * v for v in ys], color="black", linestyle="--", linewidth=2, label="pass rate")
+        else:
+            ax.plot(xs, [100 * v for v in ys], color=f"C{k % 10}", linewidth=1.5, label=f"won by {name}")
+    ax.set_xlabel("tasks into the stream")
+    ax.set_ylabel("% of tasks so far")
+    ax.set_ylim(-2, 102)
+    ax.set_title(f"{title}: wins and passes along the stream")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _png(fig)
+
+
 # ---------------------------------------------------------------------------
 # HTML
 # ---------------------------------------------------------------------------
@@ -479,7 +528,11 @@ def render_html(
     }
     for key, png in images.items():
         data = base64.b64encode(png).decode("ascii")
-        caption = captions.get(key, key)
+        caption = captions.get(key) or (
+            f"{key[len('stream-'):]}: share of tasks won by each agent so far and the running pass rate, "
+            "along the task stream (mean over orderings)"
+            if key.startswith("stream-") else key
+        )
         parts.append(f"<h2>{html.escape(caption)}</h2>")
         parts.append(f'<img alt="{html.escape(key)}" src="data:image/png;base64,{data}">')
     parts.append("<h2>What the metrics mean</h2><dl>")
@@ -574,6 +627,9 @@ def write_report(
         images["smallest_wins"] = plot_smallest_wins(winners, smallest, window=extra.get("window"))
     if (extra.get("single_agents_by_tier") or {}).get("tiers"):
         images["single_agents"] = plot_single_agents(extra["single_agents_by_tier"])
+    for method, value in (results or {}).items():
+        if method.lower().startswith("sale") and value:
+            images[f"stream-{method}"] = plot_stream(split_orderings(value), agents, title=method)
     for key, png in images.items():
         paths[key] = out / f"{key}.png"
         paths[key].write_bytes(png)
