@@ -17,6 +17,7 @@ import pytest
 
 from sale.cli import main as cli
 from sale.evaluation.matrix import MatrixStore
+from sale.evaluation.matrix_report import ending
 from sale.jsonl import read_jsonl
 from sale.testing.scripted import Reply, jury_answer, prompt_text, scripted_pool_yaml
 
@@ -178,6 +179,12 @@ def test_results_recorded_without_golds_are_regraded_from_the_task_files(files, 
     assert all(r["grade"]["rule"] == "match" for r in regraded)
 
 
+def test_an_ending_is_the_reason_without_its_detail():
+    assert ending("submitted") == "submitted" and ending("max_steps") == "max_steps"
+    assert ending("llm_error: HTTP 500 from http://x") == "llm_error" and ending("budget: per_task") == "budget"
+    assert ending("") == "none"
+
+
 def test_regrade_of_a_folder_that_is_neither_is_a_one_line_error(tmp_path, capsys):
     assert cli(["regrade", str(tmp_path), "--grade", "em"]) == 2
     assert cli(["regrade", str(tmp_path), "--grade", "exact"]) == 2
@@ -215,6 +222,13 @@ def test_bench_regrade_and_bench_grade_reuse_every_execution(files, responder, s
     assert rules["em"] == 0.0 and rules["match"] == 1.0
     assert "pass@1 (%) of each single agent per tier" in printed.out
     assert (out / "single_agents.png").is_file()
+    # how each agent's executions ended: every execution counted once under its ending
+    endings = extra["endings_by_agent"]
+    assert [(r["agent"], r["domain"], r["n"]) for r in endings["rows"]] == [(a, "search", 8) for a in ("small", "mid", "big")]
+    assert all(sum(r.get(k, 0) for k in endings["endings"]) == r["n"] for r in endings["rows"])
+    assert endings["rows"][2]["submitted"] == 8 and endings["rows"][2]["passed"] == 8
+    assert all(r["tokens"] > 0 for r in endings["rows"])
+    assert "How each agent's executions ended" in printed.out
     cells = list(MatrixStore.load(out / "matrix.jsonl").cells())
     assert len(cells) == 24 and all(c.grade.get("rule") == "em" and "match" in c.grade for c in cells)
     original = (out / "summary.json").read_bytes()

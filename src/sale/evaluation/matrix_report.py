@@ -9,6 +9,9 @@
 - `search_rules_by_tier`: the same for the search tiers under each pass rule side by
   side (em, match, f1 >= 0.5, and judge where every cell has a verdict), read from the
   scores each search cell records.
+- `endings_by_agent`: per agent and domain, how its executions ended (submitted,
+  malformed, repeated, a limit, an error), with tokens and wall time per execution:
+  where a small agent loses tasks before its competence is tested.
 """
 
 from __future__ import annotations
@@ -80,6 +83,33 @@ def search_rules_by_tier(matrix: OutcomeMatrix, task_ids: Sequence[str] | None =
     return out
 
 
+def ending(reason: str) -> str:
+    """An execution's ``reason`` as its kind: the reason itself, or the part before
+    ": " for an error or a budget refusal ("llm_error: HTTP 500" -> "llm_error")."""
+    return (reason or "none").split(":", 1)[0].strip() or "none"
+
+
+def endings_by_agent(matrix: OutcomeMatrix, task_ids: Sequence[str] | None = None) -> dict[str, Any]:
+    """``{"endings": kinds seen, "rows": [{agent, domain, n, passed, <kind>: count,
+    tokens, wall_s}]}``, cheapest agent first, over the complete tasks among
+    ``task_ids`` (default: every task); ``tokens`` and ``wall_s`` are per execution."""
+    ids = [t for t in (task_ids if task_ids is not None else matrix.task_ids) if matrix.is_complete(t)]
+    domains = sorted({matrix.task(t).domain for t in ids})
+    rows, kinds = [], {}
+    for agent in matrix.by_price:
+        for domain in domains:
+            cells = [matrix.get(t, agent) for t in ids if matrix.task(t).domain == domain]
+            row: dict[str, Any] = {"agent": agent, "domain": domain, "n": len(cells), "passed": sum(c.passed for c in cells)}
+            for c in cells:
+                kind = ending(c.reason)
+                kinds[kind] = None
+                row[kind] = row.get(kind, 0) + 1
+            row["tokens"] = sum(c.tokens for c in cells) / len(cells)
+            row["wall_s"] = sum(c.wall_s for c in cells) / len(cells)
+            rows.append(row)
+    return {"endings": list(kinds), "rows": rows}
+
+
 def rule_agreement(grades: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
     """How often two rules pass or fail the same answers: the share that agree and the
     counts of each disagreement (``a_only``: passed by ``a`` alone)."""
@@ -93,12 +123,13 @@ def rule_agreement(grades: list[dict[str, Any]], a: str, b: str) -> dict[str, An
 
 
 def matrix_extra(matrix: OutcomeMatrix, train_ids: Iterable[str]) -> dict[str, Any]:
-    """The report's entries for the matrix: ``training``, ``single_agents_by_tier`` and
-    ``search_rules_by_tier``."""
+    """The report's entries for the matrix: ``training``, ``single_agents_by_tier``,
+    ``search_rules_by_tier`` and ``endings_by_agent``."""
     return {
         "training": training_solves(matrix, train_ids),
         "single_agents_by_tier": single_agents_by_tier(matrix),
         "search_rules_by_tier": search_rules_by_tier(matrix),
+        "endings_by_agent": endings_by_agent(matrix),
     }
 
 

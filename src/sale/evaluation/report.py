@@ -219,7 +219,8 @@ def extra_tables(extra: Mapping[str, Any]) -> list[tuple[str, list[str], list[li
 
 def matrix_tables(extra: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     """The outcome matrix's tables, where ``extra`` has them (`sale.evaluation.matrix_report`):
-    training solves per agent, single agents' pass@1 per tier, search tiers per rule."""
+    training solves per agent, single agents' pass@1 per tier, search tiers per rule, and how
+    each agent's executions ended."""
     tables = []
     training = extra.get("training") or {}
     if training.get("solves"):
@@ -252,6 +253,13 @@ def matrix_tables(extra: Mapping[str, Any]) -> list[tuple[str, list[str], list[l
                       f"judge only {agreement.get('judge_only')}, match only {agreement.get('match_only')}, "
                       f"unreadable verdicts {agreement.get('unreadable_verdicts')})")
         tables.append((title, header, rows))
+    endings = extra.get("endings_by_agent") or {}
+    if endings.get("rows"):
+        kinds = list(endings.get("endings") or [])
+        header = ["agent", "domain", "executions", "passed", *kinds, "tokens/exec", "wall s/exec"]
+        rows = [[r["agent"], r["domain"], str(r["n"]), str(r["passed"]), *(str(r.get(k, 0)) for k in kinds),
+                 _num(r.get("tokens"), ".0f"), _num(r.get("wall_s"), ".1f")] for r in endings["rows"]]  # fmt: skip
+        tables.append(("How each agent's executions ended (all tasks of the outcome matrix)", header, rows))
     return tables
 
 
