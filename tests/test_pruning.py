@@ -224,6 +224,42 @@ async def test_zero_weight_juror_is_never_asked_and_the_record_says_why(server, 
     assert data["bids"][0]["jury"]["a3"]["asked"] is False
 
 
+class MuteJuror(Case):
+    """A case whose juror a0 never writes a score (its answers are prose)."""
+
+    def __call__(self, request):
+        if request["model"] == "a0" and "You are a juror" in prompt_text(request):
+            self.calls["jury", "a0"] += 1
+            return Reply("The plan reads well and names its tools.")
+        return super().__call__(request)
+
+
+@pytest.mark.parametrize("replayed", [False, True])
+async def test_a_zero_weight_juror_does_not_decide_through_imputation(server, replayed):
+    # a0 (weight 10) never gives a score, so its scores are imputed from the other
+    # jurors'; a2 (weight 0) scores a2's plan 5 and a1's plan 0. Were a2's scores used
+    # to impute a0's, the whole jury would pick a2 (a0's term 10 * 4.0 against a1's
+    # 10 * 2.0); from a1's scores alone it picks a1, as the pruned jury does, which
+    # never asks a2.
+    names = ["a0", "a1", "a2"]
+    scores = {(j, b, k): 0 for j in names for b in names for k in ("original", "refined")}
+    scores.update({("a1", "a1", "original"): 4, ("a1", "a2", "original"): 3, ("a2", "a2", "original"): 5})
+    case = MuteJuror([0.01, 0.05, 0.1], [0.0, 0.0, 10.0, 1.0, 0.0], [20] * 3, [DISTS["sure"]] * 3, scores, [20] * 3)
+    full_settings = AuctionSettings(jury_pruning="off", jury_score="written")
+    original = await _full_round(server, case, full_settings) if replayed else None
+    full, _, _ = await run_auction(server, case, full_settings, original=original, refine=False)
+    case.calls.clear()
+    pruned, _, _ = await run_auction(server, case, full_settings.model_copy(update={"jury_pruning": "exact"}),
+                                     original=original, refine=False)  # fmt: skip
+    assert full.provisional_winner == pruned.provisional_winner == "a1"
+    assert case.calls["jury", "a2"] == 0 or replayed
+    for result in (full, pruned):
+        a1_plan = next(b for b in result.bids if b.agent == "a1")
+        assert a1_plan.jury["a0"].imputed and a1_plan.jury["a0"].score == 4.0
+    whole = next(b for b in full.bids if b.agent == "a2")
+    assert whole.jury["a2"].score == 5.0 and whole.jury["a0"].score == 3.0  # a2 scored, and not counted
+
+
 async def test_pruning_off_asks_the_whole_jury(server):
     case = fitted_like()
     result, calls, _ = await run_auction(server, case, AuctionSettings(jury_pruning="off"), refine=False)

@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sale.auction.bids import collect_bids
@@ -189,6 +189,17 @@ class Auction:
             return 0.0
         return self.weights.w_m * bid.memory
 
+    def weighted(self) -> set[str]:
+        """Jurors of nonzero weight: only their scores stand in for a missing one (jury.py)."""
+        return {j for j in self.pool.names if self.weights.w_jury.get(j, 0.0) != 0}
+
+    def reimpute(self, bids: Sequence[ScoredBid]) -> None:
+        """Impute the whole jury's missing scores of ``bids`` again from the jurors of
+        nonzero weight (a round is scored before any weights are known)."""
+        rows = [{j: None if js.imputed else js.score for j, js in b.jury.items()} for b in bids]
+        for b, filled in zip(bids, impute(rows, self.weighted())):
+            b.jury = {j: replace(js, score=filled[j][0]) if js.imputed else js for j, js in b.jury.items()}
+
     @property
     def pruning(self) -> bool:
         """Whether the jury is pruned exactly (see pruning.py)."""
@@ -295,7 +306,7 @@ class Auction:
         await run_pruned(pruner, ask)
 
         rows = [{j: c.known.get(j) for j in c.coef} for c in cands]
-        filled = impute(rows)
+        filled = impute(rows, self.weighted())
         for i, b in enumerate(bids):
             jury: dict[str, JuryScore] = {}
             for j, (score, imputed) in filled[i].items():
@@ -426,6 +437,7 @@ class Auction:
                 list(self.pool), task.prompt, env_desc, judged, self.settings, REFINED
             )
             dropped += jury_dropped
+            self.reimpute(judged)
             phases["jury"].merge(jury_stats)
         return refinement, bids, reference
 
@@ -531,6 +543,8 @@ class Auction:
                     task.prompt, env_desc, bids, ORIGINAL, replay=replay
                 )
                 dropped += jury_dropped
+            else:
+                self.reimpute(bids)
             for b in bids:
                 self.score(b)
             provisional = self.best(bids)

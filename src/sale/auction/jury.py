@@ -37,6 +37,9 @@ A missing score (failed call, unparseable answer, out-of-range number) never sto
 auction. It is imputed, in this order, by: the mean of the other jurors' scores of the
 same bid; else the mean of this juror's scores of the other bids scored in the same
 stage; else 2.5, the middle of the scale. The imputed flag and the reason are kept.
+Where the weights are known (the auction), only jurors of nonzero weight stand in for a
+missing score: a juror of weight 0 then changes no C - V, not even through imputation,
+which is what lets exact pruning never ask it (pruning.py).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ import re
 import secrets
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 
 from sale import prompts
@@ -235,8 +238,12 @@ def expected_score(completion: Completion, start: int, end: int) -> float | None
 # ----------------------------------------------------------------------------- the jury
 
 
-def impute(raw: list[dict[str, float | None]]) -> list[dict[str, tuple[float, bool]]]:
-    """Fill missing scores (None) as the module docstring says; (score, imputed)."""
+def impute(
+    raw: list[dict[str, float | None]], counted: Container[str] | None = None
+) -> list[dict[str, tuple[float, bool]]]:
+    """Fill missing scores (None) as the module docstring says; (score, imputed).
+    ``counted``: the jurors whose scores may stand in for another juror's (default: all;
+    the auction passes those of nonzero weight)."""
     out: list[dict[str, tuple[float, bool]]] = []
     for i, scores in enumerate(raw):
         filled: dict[str, tuple[float, bool]] = {}
@@ -244,7 +251,8 @@ def impute(raw: list[dict[str, float | None]]) -> list[dict[str, tuple[float, bo
             if value is not None:
                 filled[juror] = (value, False)
                 continue
-            others = [v for j, v in scores.items() if j != juror and v is not None]
+            others = [v for j, v in scores.items()
+                      if j != juror and v is not None and (counted is None or j in counted)]  # fmt: skip
             if not others:
                 others = [r[juror] for ii, r in enumerate(raw) if ii != i and r.get(juror) is not None]
             filled[juror] = (sum(others) / len(others) if others else NEUTRAL_SCORE, True)

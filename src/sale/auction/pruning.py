@@ -30,9 +30,12 @@ answered (every value in 0..5 leads to the same winner). Skipped scores are reco
 (``asked: false`` and why) and imputed like missing ones (jury.py), from the asked
 scores only, so the record's totals keep the winner. A call that fails keeps its
 juror's term open over 0..5 and is not asked again; where the open terms of failed
-calls alone leave the winner undecided, the winner comes from the imputed scores as
-it does today, imputed from the asked scores only, and may then differ from the
-whole jury's (which imputes from every score). With the batched jury a juror's
+calls alone leave the winner undecided, the winner comes from the imputed scores. A
+missing score is imputed from the other jurors of nonzero weight who scored the same
+bid (jury.py), and by then the pruned jury has asked every one of them about every bid
+still in contention, so it imputes as the whole jury does; only where no other juror
+scored a bid does the fallback (the juror's scores of the other bids) see fewer
+scores than the whole jury's, and the winner may then differ. With the batched jury a juror's
 scores depend on the other bids in its call, which pruning leaves out: the decision
 is exact for the scores its calls gave, which may differ from a whole-jury call's.
 """
