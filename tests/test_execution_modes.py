@@ -294,6 +294,9 @@ async def test_direct_search_answers_from_the_retrieved_documents(scripted, pool
     assert text.startswith("Documents found for the question:\n\n[1] Eiffel Tower\nThe Eiffel Tower was designed")
     assert "[2]" in text and "[3]" not in text and "Question: Whose company designed the Eiffel Tower?" in text
     assert "short phrase" in text
+    # the question comes last, right before the answer: small models otherwise answer the
+    # instructions' last words ("yes/no") instead of the question
+    assert text.endswith("Question: Whose company designed the Eiffel Tower?\nAnswer:")
 
 
 async def test_direct_mode_survives_an_endpoint_failure(scripted, pool):
