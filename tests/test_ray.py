@@ -111,7 +111,7 @@ def test_more_tasks_in_flight_than_cpus(ray_cluster, postgres_url, tmp_path):
     n = 20
     warm_workers(ray_cluster, 4)  # so that the overlap below does not wait on worker start-up on busy cores
     tasks = write_tasks(tmp_path / "tasks.jsonl", n)
-    with ScriptedServer(responder(delay=0.2)) as srv:
+    with ScriptedServer(responder(delay=0.5)) as srv:
         pool = write_pool(tmp_path / "pool.yaml", srv.base_url)
         out = tmp_path / "out"
         assert run_cli(pool, tasks, out, "--ray", "--concurrency", "4", "--memory", postgres_url) == 0
