@@ -94,11 +94,13 @@ def endings_by_agent(matrix: OutcomeMatrix, task_ids: Sequence[str] | None = Non
     tokens, wall_s}]}``, cheapest agent first, over the complete tasks among
     ``task_ids`` (default: every task); ``tokens`` and ``wall_s`` are per execution."""
     ids = [t for t in (task_ids if task_ids is not None else matrix.task_ids) if matrix.is_complete(t)]
-    domains = sorted({matrix.task(t).domain for t in ids})
+    by_domain: dict[str, list[str]] = {}
+    for t in ids:
+        by_domain.setdefault(matrix.task(t).domain, []).append(t)
     rows, kinds = [], {}
     for agent in matrix.by_price:
-        for domain in domains:
-            cells = [matrix.get(t, agent) for t in ids if matrix.task(t).domain == domain]
+        for domain, members in sorted(by_domain.items()):
+            cells = [matrix.get(t, agent) for t in members]
             row: dict[str, Any] = {"agent": agent, "domain": domain, "n": len(cells), "passed": sum(c.passed for c in cells)}
             for c in cells:
                 kind = ending(c.reason)

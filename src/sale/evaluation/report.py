@@ -368,18 +368,28 @@ def plot_single_agents(single: Mapping[str, Any]) -> bytes:
     return _png(fig)
 
 
-def win_share_curve(winners: Sequence[str | None], agent: str, window: int | None = None) -> list[float]:
-    """Share of wins by ``agent`` after each task: cumulative, or over the last ``window`` tasks."""
-    out, wins = [], 0
-    flags = [w == agent for w in winners]
+def running_share(flags: Sequence[bool], window: int | None = None) -> list[float]:
+    """Share of true flags after each item: cumulative, or over the last ``window`` items."""
+    out, hits = [], 0
     for i, hit in enumerate(flags):
-        wins += hit
+        hits += bool(hit)
         if window:
             lo = max(0, i + 1 - window)
-            out.append(sum(flags[lo : i + 1]) / (i + 1 - lo))
+            out.append(sum(map(bool, flags[lo : i + 1])) / (i + 1 - lo))
         else:
-            out.append(wins / (i + 1))
+            out.append(hits / (i + 1))
     return out
+
+
+def mean_curve(curves: Sequence[Sequence[float]]) -> list[float]:
+    """Point-wise mean of ``curves``, up to the shortest one."""
+    n = min(len(c) for c in curves)
+    return [sum(c[i] for c in curves) / len(curves) for i in range(n)]
+
+
+def win_share_curve(winners: Sequence[str | None], agent: str, window: int | None = None) -> list[float]:
+    """Share of wins by ``agent`` after each task: cumulative, or over the last ``window`` tasks."""
+    return running_share([w == agent for w in winners], window)
 
 
 def plot_smallest_wins(winners_by_ordering: Sequence[Sequence[str | None]], smallest: str, *, window: int | None = None) -> bytes:
@@ -391,10 +401,9 @@ def plot_smallest_wins(winners_by_ordering: Sequence[Sequence[str | None]], smal
     ax = fig.add_subplot(1, 1, 1)
     for i, c in enumerate(curves):
         ax.plot(range(1, len(c) + 1), [100 * v for v in c], color="0.65", linewidth=0.8, label="ordering" if i == 0 else None)
-    n = min(len(c) for c in curves)
     if len(curves) > 1:
-        mean = [sum(c[i] for c in curves) / len(curves) for i in range(n)]
-        ax.plot(range(1, n + 1), [100 * v for v in mean], color="C3", linewidth=2, label="mean")
+        mean = mean_curve(curves)
+        ax.plot(range(1, len(mean) + 1), [100 * v for v in mean], color="C3", linewidth=2, label="mean")
     kind = f"over the last {window} tasks" if window else "cumulative"
     ax.set_xlabel("tasks into the stream")
     ax.set_ylabel(f"wins by {smallest} (%)")
@@ -411,19 +420,9 @@ def stream_curves(orderings: Sequence[Sequence[TaskResult]], agents: Sequence[st
     groups = [list(g) for g in orderings if len(g)]
     if not groups:
         return {}
-    n = min(len(g) for g in groups)
     names = list(agents) + sorted({r.agent for g in groups for r in g if r.agent} - set(agents))
-    out: dict[str, list[float]] = {}
-    for key in [*names, "pass"]:
-        hit = (lambda r: r.passed) if key == "pass" else (lambda r, a=key: r.agent == a)
-        per = []
-        for g in groups:
-            count, curve = 0, []
-            for i, r in enumerate(g[:n]):
-                count += bool(hit(r))
-                curve.append(count / (i + 1))
-            per.append(curve)
-        out[key] = [sum(c[i] for c in per) / len(per) for i in range(n)]
+    out = {a: mean_curve([running_share([r.agent == a for r in g]) for g in groups]) for a in names}
+    out["pass"] = mean_curve([running_share([r.passed for r in g]) for g in groups])
     return out
 
 
