@@ -244,17 +244,81 @@ async def test_the_direct_start_is_a_tool_call_in_the_tools_format(scripted, poo
     assert second[3]["tool_call_id"] == call["id"] and "0 of 2 passed" in second[3]["content"]
 
 
-async def test_search_tasks_and_start_loop_begin_with_the_agents_first_action(scripted, pool):
+async def test_start_loop_begins_with_the_agents_first_action(scripted, pool):
     scripted.script("small", python(RIGHT), answer(RIGHT))
     out = await run_execution(pool["small"], CodingEnvironment(), TASK, "", settings=ExecutionSettings(start="loop"))
     assert out.passed and out.steps == 2
     assert [m["role"] for m in scripted.requests_for("small")[0]["messages"]] == ["system", "user"]
-    docs = [Document(id="d", title="Paris", text="Paris is the capital of France.")]
-    task = Task(id="s/1", domain="search", prompt="What is the capital of France?", grading={"answers": ["Paris"]})
-    scripted.script("small", Reply("ANSWER: Paris"))
-    out = await run_execution(pool["small"], SearchEnvironment(SearchIndex.build(docs)), task, "", settings=FROM_DIRECT)
-    assert out.passed and out.steps == 1
+    scripted.script("small", Reply("ANSWER: Gustave Eiffel"))
+    out = await run_execution(pool["small"], EIFFEL_ENV, EIFFEL, "", settings=ExecutionSettings(start="loop"))
+    assert out.passed and out.steps == 1 and out.answer_source == "submitted"
     assert [m["role"] for m in scripted.requests_for("small")[2]["messages"]] == ["system", "user"]
+
+
+# ----------------------------------------------------------------------------- the search loop's direct start
+
+
+EIFFEL_DOCS = [Document(id=f"d{i}", title=f"Filler {i}", text=f"A company designed filler number {i}.") for i in range(8)]
+EIFFEL_DOCS.append(Document(id="eiffel", title="Eiffel Tower", text="The Eiffel Tower was designed by Gustave Eiffel's company."))
+EIFFEL_ENV = SearchEnvironment(SearchIndex.build(EIFFEL_DOCS))
+EIFFEL = Task(id="s/1", domain="search", prompt="Whose company designed the Eiffel Tower?",
+              grading={"answers": ["Gustave Eiffel"]})  # fmt: skip
+
+
+async def test_a_search_loop_hands_in_the_retrieval_answer_at_once(scripted, pool, tmp_path):
+    scripted.script("small", Reply("Gustave Eiffel", usage=(300, 4)))
+    path = tmp_path / "t.jsonl"
+    out = await run_execution(pool["small"], EIFFEL_ENV, EIFFEL, "Look it up.", settings=FROM_DIRECT, trajectory_path=path)
+    assert (out.passed, out.reason, out.steps, out.answer_source) == (True, "submitted", 1, "direct")
+    assert (out.answer, out.input_tokens, out.output_tokens) == ("Gustave Eiffel", 300, 4)
+    (request,) = scripted.requests_for("small")
+    (message,) = request["messages"]  # the direct mode's retrieval-then-answer prompt
+    assert message["content"].startswith("Documents found for the question:\n\n[1] Eiffel Tower")
+    assert "Your plan: Look it up." in message["content"] and not request.get("tools")
+    header, step = list(read_jsonl(path))[:2]
+    assert header["start"] == "direct" and step["start"] == "direct"
+    assert step["action"] == {"kind": "answer", "answer": "Gustave Eiffel"}
+
+
+@pytest.mark.parametrize("first, why", [
+    ("Whose company designed the Eiffel Tower", "restated"),
+    ("", "empty"),
+    ("The final answer must be a short phrase only: a name, a date, a number, or yes/no.", "copied"),
+])  # fmt: skip
+async def test_an_unusable_retrieval_answer_starts_the_loop_from_that_retrieval(scripted, pool, tmp_path, first, why):
+    scripted.script("small", Reply(first), Reply(f"{FENCE}open\n1\n{FENCE}"), Reply("ANSWER: Gustave Eiffel"))
+    path = tmp_path / "t.jsonl"
+    out = await run_execution(pool["small"], EIFFEL_ENV, EIFFEL, "", settings=FROM_DIRECT, trajectory_path=path)
+    assert (out.passed, out.reason, out.steps, out.answer_source) == (True, "submitted", 3, "submitted")
+    second = scripted.requests_for("small")[1]["messages"]
+    assert [m["role"] for m in second] == ["system", "user", "assistant", "user"]
+    # shown as the agent's own first search (the question as the query, the tool's listing as the
+    # output), in place of the answer it turned back
+    assert second[2]["content"] == f"{FENCE}search\nWhose company designed the Eiffel Tower?\n{FENCE}"
+    assert second[3]["content"].startswith("Output of search:\n1. [eiffel] Eiffel Tower")
+    # open(1) names the first result of that search
+    third = scripted.requests_for("small")[2]["messages"]
+    assert "Gustave Eiffel's company" in third[-1]["content"]
+    step = steps_of(path)[0]
+    assert (step["start"], step["turned_back"], step["text"]) == ("direct", why, first)
+    assert step["action"] == {"kind": "tool", "tool": "search", "arguments": {"query": EIFFEL.prompt}}
+
+
+async def test_with_constrain_off_a_restated_retrieval_answer_is_handed_in(scripted, pool):
+    scripted.script("small", Reply("Whose company designed the Eiffel Tower"))
+    out = await run_execution(pool["small"], EIFFEL_ENV, EIFFEL, "", settings=FROM_DIRECT, constrain="off")
+    assert (out.passed, out.steps, out.answer_source) == (False, 1, "direct")
+
+
+async def test_the_search_start_is_a_tool_call_in_the_tools_format(scripted, pool):
+    scripted.script("small", Reply(""), Reply("", tool_calls=[{"name": "submit", "arguments": {"answer": "Gustave Eiffel"}}]))
+    out = await run_execution(pool["small"], EIFFEL_ENV, EIFFEL, "", settings=FROM_DIRECT, action_format="tools")
+    assert out.passed and out.steps == 2
+    second = scripted.requests_for("small")[1]["messages"]
+    call = second[2]["tool_calls"][0]
+    assert (second[2]["role"], call["function"]["name"], second[3]["role"]) == ("assistant", "search", "tool")
+    assert json.loads(call["function"]["arguments"]) == {"query": EIFFEL.prompt}
+    assert second[3]["tool_call_id"] == call["id"] and "[eiffel] Eiffel Tower" in second[3]["content"]
 
 
 # ----------------------------------------------------------------------------- direct mode
@@ -282,13 +346,8 @@ async def test_direct_coding_is_one_call_graded_and_recorded(scripted, pool, tmp
 
 
 async def test_direct_search_answers_from_the_retrieved_documents(scripted, pool):
-    docs = [Document(id=f"d{i}", title=f"Filler {i}", text=f"A company designed filler number {i}.") for i in range(8)]
-    docs.append(Document(id="eiffel", title="Eiffel Tower", text="The Eiffel Tower was designed by Gustave Eiffel's company."))
-    env = SearchEnvironment(SearchIndex.build(docs))
-    task = Task(id="s/1", domain="search", prompt="Whose company designed the Eiffel Tower?",
-                grading={"answers": ["Gustave Eiffel"]})
     scripted.script("small", Reply("Gustave Eiffel"))
-    out = await run_execution(pool["small"], env, task, "", settings=ExecutionSettings(mode="direct", retrieve_k=2))
+    out = await run_execution(pool["small"], EIFFEL_ENV, EIFFEL, "", settings=ExecutionSettings(mode="direct", retrieve_k=2))
     assert out.passed and out.steps == 1 and out.reason == "direct"
     text = prompt_text(scripted.requests_for("small")[0])
     assert text.startswith("Documents found for the question:\n\n[1] Eiffel Tower\nThe Eiffel Tower was designed")

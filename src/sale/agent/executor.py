@@ -48,7 +48,15 @@ from sale.agent.actions import (
     ANSWER_LABELS, SUBMIT_TOOL, TEXT_STOP, Action, MalformedAction, block_label,
     answer_form, describe_text_tools, example_reply, parse_text_action, parse_tool_call, tool_schemas,
 )  # fmt: skip
-from sale.agent.constrain import TURN_BACK, TURN_BACK_COPIED, ConstrainSettings, Constraint, action_constraint, turn_back
+from sale.agent.constrain import (
+    TURN_BACK,
+    TURN_BACK_COPIED,
+    ConstrainSettings,
+    Constraint,
+    action_constraint,
+    question_of,
+    turn_back,
+)
 from sale.agent.candidates import CodingChecks
 from sale.envs.base import Environment, Tool
 from sale.errors import BudgetExceeded, ConfigError
@@ -124,9 +132,9 @@ class Limits:
 class Outcome:
     """How one episode ended. ``grade`` is the environment's grade detail.
 
-    ``answer_source`` is "submitted", "direct" (the direct answer a coding loop starts
-    from, handed in as it was), "last_code" or "best_code" (see the module docstring) or
-    None (nothing was graded). ``malformed`` counts every malformed reply of the run.
+    ``answer_source`` is "submitted", "direct" (the direct answer a coding or search
+    loop starts from, handed in as it was), "last_code" or "best_code" (see the module
+    docstring) or None (nothing was graded). ``malformed`` counts every malformed reply of the run.
     """
 
     task_id: str
@@ -248,7 +256,7 @@ class _Episode:
         self.pending: dict[str, Any] | None = None  # the step under way, for the trajectory
         self.checks = checks  # a coding task's checks: stubs refused, examples run, best candidate kept
         self.answer_only = False  # the final answer was asked for: a constraint allows only it
-        self.opening = opening  # the prompt of the direct answer the loop starts from (coding tasks)
+        self.opening = opening  # the prompt of the direct answer the loop starts from (coding, search)
         self.handed_direct = False  # that direct answer was handed in as it was
 
     def elapsed(self) -> float:
@@ -271,7 +279,12 @@ class _Episode:
             self.check_limits()
             try:
                 async with asyncio.timeout(self.limits.max_wall_s - self.elapsed()):
-                    await (self.direct_start() if self.opening is not None else self.step())
+                    if self.opening is None:
+                        await self.step()
+                    elif self.checks is not None:
+                        await self.coding_start()
+                    else:
+                        await self.search_start()
             except TimeoutError:
                 if self.pending is not None:
                     self.finish_step(observation=None, interrupted="max_wall_s")
@@ -294,7 +307,7 @@ class _Episode:
             "input_tokens": c.input_tokens, "output_tokens": c.output_tokens, "dollars": c.dollars,
         }  # fmt: skip
 
-    async def direct_start(self) -> None:
+    async def coding_start(self) -> None:
         """The first step of a coding loop that starts from one direct answer.
 
         The agent is asked once for the whole solution (the direct mode's prompt). A
@@ -338,8 +351,49 @@ class _Episode:
         self.reply(c, action, shown, label=block_label(tool))
         self.finish_step(observation=shown)
 
-    def hand_in_direct(self, code: str) -> None:
-        self.answer, self.handed_direct = code, True
+    async def search_start(self) -> None:
+        """The first step of a search loop that starts from one retrieval-then-answer call.
+
+        The agent answers once from the documents retrieved for the question (the direct
+        mode's prompt). An answer is handed in as it is, unless it is empty, restates
+        the question or copies the instructions (the checks `turn_back` makes, where
+        answers are turned back): the loop then costs what the direct answer costs.
+        Otherwise the loop goes on, shown that retrieval as its first search (the
+        question as the query, the search tool's own listing as the output); the
+        answer it replaces is kept in the trajectory, not in the conversation.
+        """
+        prompt, self.opening = self.opening, None
+        c: Completion = await self.agent.chat(prompt, phase=self.phase, max_tokens=self.reply_budget())
+        self.count(c, start="direct")
+        answer = c.text.strip()
+        instructions = f"{self.instructions()}\n{load_prompt('direct_search.txt').template}"
+        why = turn_back(self.task, answer, instructions) if answer and self.turn_back_restated else None
+        if answer and why is None:
+            self.pending["action"] = {"kind": "answer", "answer": answer}
+            self.hand_in_direct(answer)
+        self.pending["turned_back"] = ("copied" if why == TURN_BACK_COPIED else "restated") if answer else "empty"
+        tool = _search_tool(self.tools)
+        if tool is None:
+            self.finish_step(observation=None)
+            return
+        query = " ".join(question_of(self.task).split())
+        param = tool.parameters["required"][0]
+        action = Action(kind="tool", tool=tool.name, arguments={param: query},
+                        text=f"```{block_label(tool)}\n{query}\n```", call_id="direct-1")  # fmt: skip
+        try:
+            observation = await self.run_tool(action)
+        except MalformedAction as exc:
+            observation = str(exc)
+        self.done.add(json.dumps([action.tool, action.arguments], sort_keys=True, default=str))
+        shown = truncate(observation or "(no output)", self.limits.max_observation_chars)
+        if self.format == "tools":
+            c = replace(c, tool_calls=[ToolCall(id="direct-1", name=tool.name, arguments=json.dumps({param: query}))])
+        self.pending["action"] = action.as_dict()
+        self.reply(c, action, shown, label=block_label(tool))
+        self.finish_step(observation=shown)
+
+    def hand_in_direct(self, answer: str) -> None:
+        self.answer, self.handed_direct = answer, True
         self.finish_step(observation=None)
         raise _Ended("submitted")
 
@@ -518,6 +572,11 @@ def _code_tool(tools: list[Tool]) -> Tool | None:
     return next((t for t in tools if "code" in t.parameters.get("required", [])), None)
 
 
+def _search_tool(tools: list[Tool]) -> Tool | None:
+    """The tool that searches by a query (its one required argument ``query``), if any."""
+    return next((t for t in tools if t.parameters.get("required") == ["query"]), None)
+
+
 def _compiles(code: str) -> bool:
     """Whether ``code`` is valid Python (compiled here, never run)."""
     try:
@@ -560,8 +619,9 @@ async def execute(
     ("none"). On a coding task with an entry point a stub is refused, and with
     ``check_examples`` the task's visible examples are run against each complete
     definition and the best one is handed in (see `sale.agent.candidates`).
-    ``opening`` (such a task only; ignored on others) is the prompt of one direct
-    answer the loop starts from (see `_Episode.direct_start`).
+    ``opening`` (such a coding task, or a search task; ignored on others) is the
+    prompt of one direct answer the loop starts from (see `_Episode.coding_start` and
+    `_Episode.search_start`).
     """
     if action_format not in ACTION_FORMATS:
         raise ConfigError(f"action_format must be one of {', '.join(ACTION_FORMATS)}, got {action_format!r}")
@@ -576,7 +636,8 @@ async def execute(
     trajectory = _Trajectory(path) if path is not None else None
     checks = CodingChecks.for_task(env, task, examples=check_examples)
     episode = _Episode(agent, env, task, tools, limits, action_format, phase, messages, trajectory,
-                       constraint, settings.turns_back, checks, opening if checks is not None else None)  # fmt: skip
+                       constraint, settings.turns_back, checks,
+                       opening if checks is not None or (task.domain == "search" and _search_tool(tools)) else None)  # fmt: skip
     try:
         if trajectory:
             trajectory.write({

@@ -10,13 +10,16 @@ action format and these settings (`ExecutionSettings`):
   (BM25, each cut to ``retrieve_chars``) are put in the prompt.
 - ``plan: after | before | none``: where the winner's plan goes in the prompt: after
   the task (default: the paper's executor), before it, or nowhere.
-- ``start: direct | loop``: on a coding task with an entry point, ``direct`` (default)
-  starts the loop from one direct answer (the direct mode's prompt): a complete
+- ``start: direct | loop``: ``direct`` (default) starts the loop from one direct
+  answer (the direct mode's prompt), so the loop costs what a direct answer costs
+  where the direct answer is good. On a coding task with an entry point, a complete
   definition that passes the task's visible examples (or compiles, where it states
-  none) is handed in at once, so the loop costs what a direct answer costs where the
-  direct answer is good; otherwise the loop goes on from it, shown the examples'
-  failures, and hands in its best candidate. ``loop`` lets the agent's first action
-  start the loop (the paper's executor). Other tasks always start with the loop.
+  none) is handed in at once; otherwise the loop goes on from it, shown the examples'
+  failures, and hands in its best candidate. On a search task, the retrieval-then-
+  answer reply is handed in unless it is empty, restates the question or copies the
+  instructions; otherwise the loop goes on, shown that retrieval as its first search.
+  ``loop`` lets the agent's first action start the loop (the paper's executor).
+  Other tasks always start with the loop.
 - ``examples: true | false``: the coding loop runs the task's visible examples against
   each complete definition the agent writes and hands in the best one
   (`sale.agent.candidates`); false leaves them out.
@@ -214,7 +217,9 @@ async def run_execution(
     if settings.mode == "direct":
         return await answer_directly(agent, env, task, strategy, settings=settings, limits=limits,
                                      trajectory_path=trajectory_path, phase=phase)  # fmt: skip
-    opening = direct_messages(env, task, strategy, settings) if settings.start == "direct" and task.domain == "coding" else None
+    starts_direct = settings.start == "direct" and (
+        task.domain == "coding" or (task.domain == "search" and getattr(env, "index", None) is not None))
+    opening = direct_messages(env, task, strategy, settings) if starts_direct else None
     return await execute(agent, env, task, strategy, limits=limits, trajectory_path=trajectory_path,
                          action_format=action_format, phase=phase, plan=settings.plan,
                          check_examples=settings.examples, constrain=constrain, opening=opening)  # fmt: skip

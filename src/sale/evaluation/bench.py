@@ -1257,7 +1257,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--execution-plan", choices=("after", "before", "none"),
         help="where the executing agent's plan goes in its prompt (default: the pool file's, else after the task)")
     add("--execution-start", choices=("direct", "loop"),
-        help="how a coding loop starts: from one direct answer (direct) or with the agent's first action (loop) "
+        help="how a coding or search loop starts: from one direct answer (direct) or with the agent's first action (loop) "
              "(default: the pool file's, else direct)")
 
 
