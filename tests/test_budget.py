@@ -30,7 +30,7 @@ from sale.llm.budget import (
 from sale.llm.client import LLMError
 from sale.llm.ledger import Ledger, ledger_tags
 from sale.llm.pool import Pool
-from sale.testing.scripted import Reply, prompt_text, scripted_pool_yaml
+from sale.testing.scripted import Reply, is_execution, prompt_text, scripted_pool_yaml
 from test_run import write_tasks
 
 MSG = [{"role": "user", "content": "hello there"}]
@@ -47,7 +47,7 @@ def honest(request: dict) -> Reply:
     text = prompt_text(request)
     if "You are a juror" in text:
         out = "\n".join(f"BID {k}: 4" for k in range(1, 4)) if "BID 1" in text else "SCORE: 4"
-    elif "ANSWER:" in text:
+    elif "ANSWER:" in text or is_execution(request):
         out = "It is in Paris.\nANSWER: Paris"
     else:
         out = "Search the landmark, open its page, read the city and answer with it. " * 3

@@ -27,7 +27,7 @@ from sale.cli import main as cli
 from sale.jsonl import read_jsonl
 from sale.memory.staged import StagedMemory, as_of_now
 from sale.memory.store import AuctionRecord, Bid, SQLiteMemory
-from sale.testing.scripted import Reply, ScriptedServer, prompt_text, scripted_pool_yaml
+from sale.testing.scripted import Reply, ScriptedServer, is_execution, prompt_text, scripted_pool_yaml
 from test_crash import deterministic
 from test_outages import comparable, latest, memory_tasks, run_cli, tasks_asked, write_pool
 from test_run import responder, write_tasks
@@ -44,7 +44,7 @@ def slow_execution(request: dict) -> Reply:
     """`deterministic`'s answers; the executor answers slowly, the auction quickly, so
     auctions of later tasks run while earlier tasks execute."""
     reply = deterministic(request)
-    slow = request["messages"][0].get("role") == "system"
+    slow = is_execution(request)
     return dataclasses.replace(reply, delay=0.3 if slow else 0.02)
 
 

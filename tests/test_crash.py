@@ -28,7 +28,7 @@ import pytest
 
 from sale.jsonl import read_jsonl
 from sale.memory.store import SQLiteMemory
-from sale.testing.scripted import Reply, ScriptedServer, jury_answer, prompt_text, scripted_pool_yaml
+from sale.testing.scripted import Reply, ScriptedServer, is_execution, jury_answer, prompt_text, scripted_pool_yaml
 from test_run import write_tasks
 
 N_TASKS = 10
@@ -48,7 +48,7 @@ def deterministic(request: dict) -> Reply:
     numbers = _TASK.findall(text)  # a refine prompt shows past tasks first, the current one last
     n = int(numbers[-1]) if numbers else -1
     delay = 0.01
-    if request["messages"][0].get("role") == "system":  # the executor
+    if is_execution(request):  # the executor
         city = "Paris" if model == "big" or n % 3 else "Rome"
         return Reply(f"It is in {city}.\nANSWER: {city}", delay=delay)
     if "You are a juror" in text:

@@ -11,7 +11,7 @@ import yaml
 from sale.config import parse_pool
 from sale.demo import run_demo
 from sale.llm.pool import Pool
-from sale.testing.scripted import Reply, jury_answer, prompt_text, scripted_pool_yaml
+from sale.testing.scripted import Reply, is_execution, jury_answer, prompt_text, scripted_pool_yaml
 from sale.workloads.standard import demo_workload
 
 QUALITY = {"small": 1, "mid": 2, "big": 5}
@@ -35,7 +35,8 @@ class Responder:
     def __call__(self, request):
         self.requests += 1
         model, text = request["model"], prompt_text(request)
-        if request["messages"][0].get("role") == "system":  # an execution
+        # an execution: the loop (a system prompt) or the direct answer a search loop starts from
+        if is_execution(request):
             if model == "big" and "Who founded Corvin Textiles?" in text:
                 return Reply('ANSWER: The final answer is "Ada Quell founded Corvin Textiles in 1902."')
             return Reply(RIGHT if model == "big" and "count_vowels" in text else "ANSWER: no idea")
@@ -78,6 +79,13 @@ async def test_demo_runs_the_auction_and_the_largest_agent_side_by_side(scripted
     assert sum(p["dollar_share"] for p in phases.values()) == pytest.approx(1.0)
     assert phases["execute"]["dollars_per_task"] == largest["by_phase"]["execute"]["dollars_per_task"]
     assert "Cost per phase" in text and re.search(r"^sale +jury ", text, re.M)
+    # calls and cached tokens per phase come from the ledger, skipped jury calls from the auctions
+    assert phases["bid"]["calls_per_task"] == len(agents)
+    assert sum(p["calls_per_task"] for p in phases.values()) * len(tasks) == calls
+    assert phases["jury"]["calls_per_task"] > 0 and phases["jury"]["skipped_calls_per_task"] > 0
+    assert phases["bid"]["skipped_calls_per_task"] == phases["execute"]["skipped_calls_per_task"] == 0
+    assert all(p["cached_tokens_per_task"] == 0 for p in phases.values())  # the scripted server caches nothing
+    assert not re.search(r"^sale +bid +-", text, re.M)
     page = out["report"]["html"].read_text()
     assert "Cost per phase" in page and "<td>largest</td>" in page
     assert again["sale"]["dollars"] == sale["dollars"]
@@ -100,7 +108,7 @@ def test_demo_whose_executions_fail_upstream_says_so_and_exits_non_zero(scripted
     responder = Responder()
 
     def failing_executions(request):
-        if request["messages"][0].get("role") == "system":
+        if is_execution(request):
             return Reply("upstream broke", status=500)
         return responder(request)
 

@@ -23,7 +23,7 @@ import pytest
 from sale.cli import main as cli
 from sale.jsonl import read_jsonl
 from sale.llm.local import free_port
-from sale.testing.scripted import Reply, jury_answer, prompt_text, scripted_pool_yaml
+from sale.testing.scripted import Reply, is_execution, jury_answer, prompt_text, scripted_pool_yaml
 from test_run import write_tasks
 
 AGENTS = [("flaky", 0.05), ("small", 0.1), ("big", 0.4)]
@@ -39,7 +39,7 @@ NONSENSE = "BID 1: banana\nBID 2: 99\nBID 3: -4\nSCORE: five\n\x00\ufffd\u202e 5
 
 def kind_of(request: dict) -> str:
     text = prompt_text(request)
-    if request["messages"][0].get("role") == "system":
+    if is_execution(request):
         return "execute"
     if "You are a juror" in text:
         return "jury"

@@ -26,7 +26,7 @@ from sale.cli import main as cli
 from sale.jsonl import read_jsonl
 from sale.llm.local import free_port
 from sale.memory.store import SQLiteMemory
-from sale.testing.scripted import Reply, ScriptedServer, prompt_text, scripted_pool_yaml
+from sale.testing.scripted import Reply, ScriptedServer, is_execution, prompt_text, scripted_pool_yaml
 from test_run import responder, write_tasks
 
 _TASK = re.compile(r"landmark number (\d+) in")
@@ -106,7 +106,7 @@ def test_an_endpoint_failing_only_execution_calls_is_an_outage_not_a_failure(scr
     honest = responder()
 
     def answer(request):
-        if request["messages"][0].get("role") == "system":  # the executor
+        if is_execution(request):  # the executor
             return Reply("internal error", status=500)
         return honest(request)
 
@@ -361,7 +361,9 @@ def comparable(summary: dict) -> dict:
 
 def test_a_run_resumed_reports_what_a_straight_run_reports(scripted, tmp_path):
     scripted.responder = responder()
-    pool = write_pool(tmp_path / "pool.yaml", scripted.base_url)
+    # --limit reads fewer tasks, so fewer of their documents: one retrieved document per
+    # direct answer keeps each prompt the same in the short runs and the straight one
+    pool = write_pool(tmp_path / "pool.yaml", scripted.base_url, "execution:\n  retrieve_k: 1\n")
     tasks = write_tasks(tmp_path / "tasks.jsonl", 6)
     assert run_cli(pool, tasks, tmp_path / "straight") == 0
     straight = json.loads((tmp_path / "straight" / "summary.json").read_text())
@@ -500,14 +502,14 @@ def test_a_conversation_the_agent_grew_past_the_context_is_its_failure(scripted,
     honest = responder()
 
     def answer(request):
-        if request["messages"][0].get("role") == "system":  # the executor
+        if is_execution(request):  # the executor
             if len(request["messages"]) > 2:  # its second reply
                 return Reply("request (5000 tokens) exceeds the available context size (4096 tokens)", status=400)
             return Reply("I look it up first.\nsearch: landmark")
         return honest(request)
 
     scripted.responder = answer
-    pool = write_pool(tmp_path / "pool.yaml", scripted.base_url)
+    pool = write_pool(tmp_path / "pool.yaml", scripted.base_url, "execution:\n  start: loop\n")  # the loop's own steps
     out = tmp_path / "out"
     assert run_cli(pool, write_tasks(tmp_path / "t.jsonl", 2), out) == 0
     for r in latest(out).values():

@@ -20,7 +20,7 @@ from sale.errors import ConfigError
 from sale.llm.pool import Pool
 from sale.memory.store import AuctionRecord, Bid, SQLiteMemory
 from sale.routers.sale import SALERouter
-from sale.testing.scripted import Reply, prompt_text, scripted_pool_yaml
+from sale.testing.scripted import Reply, is_execution, prompt_text, scripted_pool_yaml
 from sale.workloads.task import Task
 
 AGENTS = [("small", 0.1), ("mid", 0.2), ("big", 0.4)]
@@ -358,7 +358,7 @@ def test_sale_run_gates_agreed_tasks_and_counts_them_in_the_summary(scripted, tm
         text = prompt_text(req)
         if "You are a juror" in text:
             return Reply("SCORE: 4\nBID 1: 4\nBID 2: 4")
-        if "ANSWER:" in text:
+        if "ANSWER:" in text or is_execution(req):
             return Reply("It is in Paris.\nANSWER: Paris")
         return Reply("Search the landmark, read its page, answer with the city.")
 

@@ -13,7 +13,7 @@ import pytest
 
 from sale.cli import main as cli
 from sale.jsonl import read_jsonl
-from sale.testing.scripted import Reply, prompt_text, scripted_pool_yaml
+from sale.testing.scripted import Reply, is_execution, prompt_text, scripted_pool_yaml
 
 RESULT_FIELDS = {"task_id", "tier", "tier_name", "winner", "passed", "dollars", "tokens", "wall_s",
                  "trajectory", "auction"}
@@ -37,7 +37,7 @@ def responder(delay: float = 0.0):
         text = prompt_text(req)
         if "SCORE" in text or "BID 1" in text:  # a juror
             return Reply("BID 1: 4\nBID 2: 3\nSCORE: 4", delay=delay)
-        if "ANSWER:" in text:  # the executor's instructions
+        if "ANSWER:" in text or is_execution(req):  # the executor
             return Reply("It is in Paris.\nANSWER: Paris", delay=delay)
         return Reply("Search the landmark, read its page, answer with the city.", delay=delay)
     return answer

@@ -144,6 +144,9 @@ class TaskRecord:
     error_kind: str = ""  # for an errored task: "endpoint", "budget", "disk", "context", "sandbox", "grader"
     budget_limit: float | None = None  # the limit that refused a call of this task, in dollars
     gated: bool = False  # the auction gate sent the task to one agent (one bid call, no jury)
+    calls: dict[str, int] = field(default_factory=dict)  # calls by phase (the ledger's)
+    cached_tokens: dict[str, int] = field(default_factory=dict)  # prompt tokens read from a cache, by phase
+    skipped_calls: dict[str, int] = field(default_factory=dict)  # jury calls exact pruning did not make
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -186,6 +189,10 @@ def summarise_results(records: list[dict[str, Any]], agents: list[str], largest:
             "token_share": p_tokens / tokens if tokens else 0.0,
             "dollar_share": p_dollars / dollars if dollars else 0.0,
         }  # fmt: skip
+        for key, name in (("calls", "calls_per_task"), ("cached_tokens", "cached_tokens_per_task"),
+                          ("skipped_calls", "skipped_calls_per_task")):  # fmt: skip
+            if all(key in r for r in records):  # results from before these were recorded have none
+                by_phase[p][name] = sum(r[key].get(p, 0) for r in records) / n
     passed = sum(bool(r["passed"]) for r in records)
     return {
         "tasks": len(everything),
@@ -299,8 +306,9 @@ class Runner:
             self._earlier_ledger = entries[: max(0, len(entries) - len(ledger.entries))]
         return self._earlier_ledger
 
-    def _costs(self, task_id: str, start_entry: int) -> tuple[dict[str, float], dict[str, int], dict[str, int]]:
-        """Dollars and tokens by phase (with "total"), and tokens by agent, of one task."""
+    def _costs(self, task_id: str, start_entry: int) -> dict[str, dict[str, Any]]:
+        """A task's costs as `TaskRecord` fields: dollars and tokens by phase (with
+        "total"), calls and cached prompt tokens by phase, and tokens by agent."""
         # the judge's calls grade the method; they are not its cost
         mine = [e for e in self.pool.ledger.entries[start_entry:] if e.task == task_id and e.phase != "judge"]
         by_phase = summarise(mine, "phase")
@@ -308,7 +316,12 @@ class Runner:
         tokens = {p: t.tokens for p, t in by_phase.items()}
         dollars["total"] = sum(t.dollars for t in by_phase.values())
         tokens["total"] = sum(t.tokens for t in by_phase.values())
-        return dollars, tokens, {a: t.tokens for a, t in summarise(mine, "agent").items()}
+        return {
+            "dollars": dollars, "tokens": tokens,
+            "tokens_by_agent": {a: t.tokens for a, t in summarise(mine, "agent").items()},
+            "calls": {p: t.calls for p, t in by_phase.items()},
+            "cached_tokens": {p: t.cached_tokens for p, t in by_phase.items()},
+        }  # fmt: skip
 
     def _budget_error(self, task_id: str) -> TaskError | None:
         refusal = self.pool.budget.refusal(task_id)
@@ -355,13 +368,15 @@ class Runner:
             if forget is not None:
                 forget(task)
             verdict = OutcomeClass.ERRORED
-        dollars, tokens, tokens_by_agent = self._costs(task.id, start_entry)
+        costs = self._costs(task.id, start_entry)
+        record = decision.record if isinstance(decision.record, dict) else {}
+        skipped = {p: int(v["skipped"]) for p, v in (record.get("phases") or {}).items() if v.get("skipped")}
         scope = self.pool.budget.stopped(task.id)
         return TaskRecord(
             task_id=task.id, tier=task.tier, tier_name=task.tier_name, domain=task.domain,
             winner=decision.agent, winner_kind=str(decision.info.get("winner_kind", "")),
             passed=outcome.passed and error is None, score=outcome.score, reason=outcome.reason,
-            dollars=dollars, tokens=tokens, tokens_by_agent=tokens_by_agent, wall_s=time.perf_counter() - started,
+            **costs, skipped_calls=skipped, wall_s=time.perf_counter() - started,
             auction_wall_s=auction_wall, trajectory=str(trajectory.relative_to(self.out_dir)),
             auction=str(auction_path.relative_to(self.out_dir)) if decision.record is not None else "",
             answer=outcome.answer, budget=scope, outcome=verdict.value, grade=recorded(outcome.grade),
@@ -388,7 +403,7 @@ class Runner:
     def _errored_record(self, task: Task, start_entry: int, exc: BaseException) -> dict[str, Any]:
         """The results line of a task that raised: errored, with the kind of ``exc``."""
         budget = self.pool.budget
-        dollars, tokens, by_agent = self._costs(task.id, start_entry)
+        costs = self._costs(task.id, start_entry)
         scope = budget.stopped(task.id)
         refusal = budget.refusal(task.id)
         from sale.auction.record import AuctionError
@@ -410,8 +425,7 @@ class Runner:
             task_id=task.id, tier=task.tier, tier_name=task.tier_name, domain=task.domain,
             winner="", winner_kind="", passed=False, score=0.0,
             reason=f"budget: {refusal.message}"[:400] if refusal else "error",
-            dollars=dollars, tokens=tokens, tokens_by_agent=by_agent, wall_s=0.0, auction_wall_s=0.0,
-            trajectory="", auction="", error=str(exc)[:500], budget=scope,
+            **costs, wall_s=0.0, auction_wall_s=0.0, trajectory="", auction="", error=str(exc)[:500], budget=scope,
             outcome=OutcomeClass.ERRORED.value, error_kind=kind.value, budget_limit=self._budget_limit(scope),
         ).as_dict()  # fmt: skip
 

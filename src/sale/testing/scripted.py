@@ -88,6 +88,17 @@ def prompt_text(request: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def is_execution(request: dict[str, Any]) -> bool:
+    """Whether a request is an executor's (handy in responders): a step of the tool-using
+    loop (a system prompt first) or a direct answer (the direct mode's prompt, which a
+    loop also starts from)."""
+    messages = request.get("messages") or [{}]
+    if messages[0].get("role") == "system":
+        return True
+    text = prompt_text(request)
+    return text.startswith("Documents found for the question") or "Solve the task in this one reply." in text
+
+
 #: One bid of a hardened jury prompt: ``<bid-NONCE>`` (per bid) or ``<bid-NONCE k>``
 #: (batched), the bid's text, ``</bid-NONCE>``.
 BID_BLOCK = re.compile(r"<bid-([0-9a-f]+)(?: \d+)?>\n(.*?)\n</bid-\1>", re.S)
