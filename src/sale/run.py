@@ -369,8 +369,8 @@ class Runner:
                 forget(task)
             verdict = OutcomeClass.ERRORED
         costs = self._costs(task.id, start_entry)
-        record = decision.record if isinstance(decision.record, dict) else {}
-        skipped = {p: int(v["skipped"]) for p, v in (record.get("phases") or {}).items() if v.get("skipped")}
+        phases = (decision.record or {}).get("phases") or {}
+        skipped = {p: int(v["skipped"]) for p, v in phases.items() if v.get("skipped")}
         scope = self.pool.budget.stopped(task.id)
         return TaskRecord(
             task_id=task.id, tier=task.tier, tier_name=task.tier_name, domain=task.domain,

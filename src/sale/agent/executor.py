@@ -338,18 +338,7 @@ class _Episode:
             report = checks.report(run)
         elif _compiles(code):
             self.hand_in_direct(code)
-        try:
-            observation = await self.run_tool(action)
-        except MalformedAction as exc:  # the tool failed: the agent sees why, as after its own run
-            observation = str(exc)
-        self.done.add(json.dumps([action.tool, action.arguments], sort_keys=True, default=str))
-        shown = truncate(observation or "(no output)", self.limits.max_observation_chars)
-        if report:
-            shown = f"{shown}\n\n{report}"
-        if self.format == "tools":  # shown to the agent as its own call of the tool
-            c = replace(c, tool_calls=[ToolCall(id="direct-1", name=tool.name, arguments=json.dumps({"code": code}))])
-        self.reply(c, action, shown, label=block_label(tool))
-        self.finish_step(observation=shown)
+        await self.show_first_run(c, action, tool, report)
 
     async def search_start(self) -> None:
         """The first step of a search loop that starts from one retrieval-then-answer call.
@@ -372,23 +361,27 @@ class _Episode:
             self.pending["action"] = {"kind": "answer", "answer": answer}
             self.hand_in_direct(answer)
         self.pending["turned_back"] = ("copied" if why == TURN_BACK_COPIED else "restated") if answer else "empty"
-        tool = _search_tool(self.tools)
-        if tool is None:
-            self.finish_step(observation=None)
-            return
+        tool = _search_tool(self.tools)  # there is one wherever a search opening is (see execute)
         query = " ".join(question_of(self.task).split())
-        param = tool.parameters["required"][0]
-        action = Action(kind="tool", tool=tool.name, arguments={param: query},
+        action = Action(kind="tool", tool=tool.name, arguments={"query": query},
                         text=f"```{block_label(tool)}\n{query}\n```", call_id="direct-1")  # fmt: skip
+        self.pending["action"] = action.as_dict()
+        await self.show_first_run(c, action, tool)
+
+    async def show_first_run(self, c: Completion, action: Action, tool: Tool, report: str = "") -> None:
+        """Run ``action`` (the direct start's reply turned into a call of ``tool``) and
+        show it to the agent as its own first run, with the output and ``report``."""
         try:
             observation = await self.run_tool(action)
-        except MalformedAction as exc:
+        except MalformedAction as exc:  # the tool failed: the agent sees why, as after its own run
             observation = str(exc)
-        self.done.add(json.dumps([action.tool, action.arguments], sort_keys=True, default=str))
+        self.done.add(_action_key(action))
         shown = truncate(observation or "(no output)", self.limits.max_observation_chars)
-        if self.format == "tools":
-            c = replace(c, tool_calls=[ToolCall(id="direct-1", name=tool.name, arguments=json.dumps({param: query}))])
-        self.pending["action"] = action.as_dict()
+        if report:
+            shown = f"{shown}\n\n{report}"
+        if self.format == "tools":  # shown to the agent as its own call of the tool
+            call = ToolCall(id=action.call_id or "direct-1", name=tool.name, arguments=json.dumps(action.arguments))
+            c = replace(c, tool_calls=[call])
         self.reply(c, action, shown, label=block_label(tool))
         self.finish_step(observation=shown)
 
@@ -422,7 +415,7 @@ class _Episode:
                 self.reply(c, action, note, label=None)
                 self.finish_step(observation=note)
                 return
-            key = json.dumps([action.tool, action.arguments], sort_keys=True, default=str)
+            key = _action_key(action)
             code = self.candidate_code(action)
             if code is not None and self.checks is not None and self.checks.is_stub(code):
                 note = self.checks.refusal()  # not run, not remembered: a stub again gets the same answer
@@ -570,6 +563,11 @@ class _Episode:
 def _code_tool(tools: list[Tool]) -> Tool | None:
     """The tool that runs code (its arguments require ``code``), if any."""
     return next((t for t in tools if "code" in t.parameters.get("required", [])), None)
+
+
+def _action_key(action: Action) -> str:
+    """What identifies an action run before (a model repeating itself)."""
+    return json.dumps([action.tool, action.arguments], sort_keys=True, default=str)
 
 
 def _search_tool(tools: list[Tool]) -> Tool | None:
