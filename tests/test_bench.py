@@ -402,3 +402,67 @@ def test_outcome_memory_variants_run_when_named(files, responder, tmp_path):
     calls = sum(responder.calls.values())
     assert bench(args_for(files, out, "--orderings", "1", "--variants", names)) == 0
     assert sum(responder.calls.values()) == calls
+
+
+def test_matrix_only_stops_after_the_outcome_matrix_and_a_later_run_goes_on(files, responder, tmp_path):
+    from sale.evaluation.matrix import MatrixStore
+
+    out = tmp_path / "bench"
+    assert bench(args_for(files, out, "--orderings", "1", "--variants", "sale", "--matrix-only")) == 0
+    assert responder.calls["bid"] == 3 * 8 and responder.calls["execute"] >= 3 * 8  # rounds and matrix
+    assert responder.calls["refine"] == 0 and not (out / "sale").exists()  # no SALE stream ran
+    assert all("Plan of" in text for _, text, _ in responder.executions)  # each agent follows its own bid
+    summary = json.loads((out / "summary.json").read_text())
+    assert "sale" not in summary["methods"] and {"largest", "oracle"} <= set(summary["methods"])
+    assert summary["extra"]["single_agents_by_tier"]["tasks"] == 8
+    assert (out / "report.html").exists()
+    done = dict(responder.calls)
+    assert bench(args_for(files, out, "--orderings", "1", "--variants", "sale")) == 0  # goes on from the matrix
+    assert responder.calls["bid"] == done["bid"]  # rounds reused
+    assert "sale" in json.loads((out / "summary.json").read_text())["methods"]
+    assert len(list(MatrixStore.load(out / "matrix.jsonl").cells())) == 3 * 8
+
+
+def test_matrix_only_without_a_plan_asks_for_no_bid(files, responder, tmp_path):
+    from sale.evaluation.matrix import MatrixStore
+
+    out = tmp_path / "bench"
+    assert bench(args_for(files, out, "--matrix-only", "--execution-plan", "none")) == 0
+    assert responder.calls["bid"] == responder.calls["jury"] == 0
+    assert responder.calls["execute"] >= 3 * 8
+    assert not any("Your plan" in text or "Plan of" in text for _, text, _ in responder.executions)
+    matrix = MatrixStore.load(out / "matrix.jsonl")
+    assert all(matrix.is_complete(t) for t in matrix.task_ids) and len(matrix) == 8
+    methods = json.loads((out / "summary.json").read_text())["methods"]
+    assert {"largest", "oracle"} <= set(methods)
+
+
+def test_compare_shows_bench_folders_matrices_side_by_side(files, responder, tmp_path, capsys):
+    from sale import cli
+
+    with_plan, without = tmp_path / "plan", tmp_path / "noplan"
+    assert bench(args_for(files, with_plan, "--matrix-only")) == 0
+    # without a plan the "mid" agent's hard tasks go as without the careful method: the same here
+    assert bench(args_for(files, without, "--matrix-only", "--execution-plan", "none")) == 0
+    capsys.readouterr()
+    assert cli.main(["compare", str(with_plan), str(without), "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert table["labels"] == ["plan (agent, plan after, start direct, constrain auto)",
+                               "noplan (agent, plan none, start direct, constrain auto)"]  # fmt: skip
+    assert table["tasks"] == 8 and table["agents"] == [name for name, _ in sorted(AGENTS, key=lambda a: a[1])]
+    from sale.evaluation.matrix import MatrixStore
+
+    matrix = MatrixStore.load(with_plan / "matrix.jsonl")
+    for row in table["rows"]:
+        info = {t: matrix.task(t) for t in matrix.task_ids}
+        ids = [t for t, i in info.items() if row["group"] in (f"{i.domain}, all", i.tier_name or f"{i.domain}/{i.tier}")]
+        assert row["n"] == len(ids) > 0
+        cells = [matrix.get(t, row["agent"]) for t in ids]
+        got = row[table["labels"][0]]
+        assert got["passed"] == sum(c.passed for c in cells)
+        assert got["tokens"] == pytest.approx(sum(c.tokens for c in cells) / len(cells))
+    assert cli.main(["compare", str(with_plan), str(without)]) == 0
+    printed = capsys.readouterr().out
+    assert "[2] noplan (agent, plan none" in printed and "coding, all" in printed
+    assert cli.main(["compare", str(tmp_path)]) == 2  # not a bench folder: a clear error
+    assert "no matrix.jsonl" in capsys.readouterr().err

@@ -381,6 +381,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("regrade", help="pass stored search answers again under another rule, executing nothing")
     regrade.add_arguments(g)
     g.set_defaults(func=regrade.run_from_args)
+
+    from sale.evaluation import compare
+
+    c = sub.add_parser("compare", help="bench folders' outcome matrices side by side: passed, tokens, wall time")
+    compare.add_arguments(c)
+    c.set_defaults(func=compare.run_from_args)
     return ap
 
 

@@ -613,7 +613,8 @@ class Bench:
         )  # fmt: skip
 
     async def matrix_stage(self) -> None:
-        """Every agent executes every task once, following its own original bid."""
+        """Every agent executes every task once, following its own original bid (no bid
+        is asked for where the execution takes no plan)."""
         from sale.run import safe_name
 
         store = MatrixStore(self.out / "matrix.jsonl", self.pool.names, {a.name: a.unit_price for a in self.pool})
@@ -630,10 +631,12 @@ class Bench:
 
         async def work(item: tuple[Task, str]) -> str:
             task, agent = item
-            rnd, _ = await self.round_for(self.settings, task)
-            bid = next((b for b in rnd.bids if b.agent == agent), None)
+            strategy = ""
+            if self.execution.plan != "none":  # without a plan the execution needs no bid
+                rnd, _ = await self.round_for(self.settings, task)
+                strategy = next((b.text for b in rnd.bids if b.agent == agent), "")
             path = self.out / "trajectories" / "matrix" / f"{safe_name(task.id)}-{agent}.jsonl"
-            cell = await self._execute(task, agent, bid.text if bid else "", path)
+            cell = await self._execute(task, agent, strategy, path)
             if endpoint_failed(cell.reason):
                 failed.append(f"{agent} on {task.id}: {cell.reason}")
                 return f"{agent} endpoint failure on {task.id}"
@@ -992,35 +995,42 @@ class Bench:
 
     async def run(
         self, *, orderings: int = 5, ablations: bool = False, compare_jury: bool = False,
-        variants: Sequence[str] | None = None,
+        variants: Sequence[str] | None = None, matrix_only: bool = False,
     ) -> dict[str, Any]:
         """Every stage; writes the report and returns the summary.json contents.
 
         ``variants`` names the SALE variants to run (default: the core ones, and the
-        ablations with ``ablations``)."""
+        ablations with ``ablations``). ``matrix_only`` stops after the outcome matrix:
+        the report holds the baselines and single agents read from it, no SALE
+        variant; executions without a plan (``plan: none``) then need no bids, so no
+        round is computed."""
         from sale.evaluation.report import write_report
 
         if orderings < 1:
             raise ConfigError(f"orderings must be at least 1, got {orderings}")
-        chosen = select_variants(variants, ablations)
+        chosen = [] if matrix_only else select_variants(variants, ablations)
         tiers = sorted({(t.domain, t.tier, t.tier_name) for t in self.tasks})
         self.say(
             f"workload: {len(self.tasks)} tasks (train {len(self.train)}, test {len(self.test)}) over "
             f"{len(tiers)} tiers; pool {', '.join(f'{a.name} ${a.unit_price:g}/M' for a in self.pool.by_price())}"
         )
+        runs: dict[str, VariantRun] = {}
+        own: dict[str, Weights] = {}
+        jury = pruning = weights = None
         try:
-            await self.rounds_stage(self.settings, self.tasks, f"{self.settings.jury_mode} jury, all tasks")
+            if not (matrix_only and self.execution.plan == "none"):
+                await self.rounds_stage(self.settings, self.tasks, f"{self.settings.jury_mode} jury, all tasks")
             await self.matrix_stage()
-            weights = self.weights_stage()
-            runs: dict[str, VariantRun] = {}
-            own: dict[str, Weights] = {}
-            for v in chosen:
-                own[v.name] = await self.variant_weights(v, weights)
-            for variant in chosen:
-                runs[variant.name] = await self.run_variant(variant, own[variant.name], orderings)
+            if not matrix_only:
+                weights = self.weights_stage()
+                for v in chosen:
+                    own[v.name] = await self.variant_weights(v, weights)
+                for variant in chosen:
+                    runs[variant.name] = await self.run_variant(variant, own[variant.name], orderings)
             baseline_results, skipped = self.baselines_stage()
-            jury = await self.compare_jury_stage(weights) if compare_jury else None
-            pruning = await self.pruning_check_stage(weights) if not self.settings.no_jury else None
+            if not matrix_only:
+                jury = await self.compare_jury_stage(weights) if compare_jury else None
+                pruning = await self.pruning_check_stage(weights) if not self.settings.no_jury else None
         finally:
             if self.judge is not None:
                 await self.judge.close()
@@ -1029,7 +1039,10 @@ class Bench:
         results: dict[str, list[TaskResult]] = {name: run.results for name, run in runs.items()}
         results.update(baseline_results)
         summary = summarise(results, largest="largest", oracle="oracle", seed=self.seed)
-        extra = self._extra(runs, weights, skipped, chosen, orderings, jury, own)
+        if matrix_only:
+            extra = self._matrix_only_extra(skipped)
+        else:
+            extra = self._extra(runs, weights, skipped, chosen, orderings, jury, own)
         extra.update(self._matrix_extra())
         extra["jury_pruning"] = pruning
         paths = write_report(self.out, summary, results, extra)
@@ -1106,7 +1119,6 @@ class Bench:
                 "first_half": _mean([h[0] for h in halves]),
                 "second_half": _mean([h[1] for h in halves]),
             }
-        by_tier = Counter(t.tier_name for t in self.test)
         main = "sale" if "sale" in runs else next(iter(runs))  # the stream the plots follow
         return {
             "title": "SALE bench",
@@ -1116,14 +1128,7 @@ class Bench:
             "smallest_agent": smallest,
             "winners": runs[main].winners,
             "smallest_agent_wins": wins,
-            "splits": {
-                "train": len(self.train),
-                "test": len(self.test),
-                "test_by_tier": dict(sorted(by_tier.items())),
-                "train_by_tier": dict(sorted(Counter(t.tier_name for t in self.train).items())),
-                "orderings": orderings,
-                "seed": self.seed,
-            },
+            "splits": self._splits(orderings),
             "weights": {
                 "fitted": weights.to_dict(), "default": self.default_weights.to_dict(),
                 # variants fitted on their own rounds (another jury mode)
@@ -1134,15 +1139,42 @@ class Bench:
             "jury_modes": jury,
             "skipped": skipped,
             "variants": {v.name: v.doc for v in variants},
-            "config": {
-                "pool": {a.name: a.unit_price for a in self.pool.by_price()},
-                "auction": self.settings.model_dump(),
-                "limits": asdict(self.limits),
-                "action_format": self.action_format,
-                "execution": self.execution.model_dump(),
-                "embedder": getattr(self.embedder, "name", type(self.embedder).__name__),
-                "parallel": self.parallel,
-            },
+            "config": self._config(),
+        }
+
+    def _splits(self, orderings: int | None) -> dict[str, Any]:
+        by_tier = Counter(t.tier_name for t in self.test)
+        return {
+            "train": len(self.train),
+            "test": len(self.test),
+            "test_by_tier": dict(sorted(by_tier.items())),
+            "train_by_tier": dict(sorted(Counter(t.tier_name for t in self.train).items())),
+            "orderings": orderings,
+            "seed": self.seed,
+        }
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "pool": {a.name: a.unit_price for a in self.pool.by_price()},
+            "auction": self.settings.model_dump(),
+            "limits": asdict(self.limits),
+            "action_format": self.action_format,
+            "execution": self.execution.model_dump(),
+            "embedder": getattr(self.embedder, "name", type(self.embedder).__name__),
+            "parallel": self.parallel,
+        }
+
+    def _matrix_only_extra(self, skipped: dict[str, str]) -> dict[str, Any]:
+        """The report's entries for a bench stopped after the outcome matrix."""
+        return {
+            "title": "SALE bench: the outcome matrix and the routers read from it (no SALE variant run)",
+            "notes": "Every baseline and single agent is read from the outcome matrix; rerun without "
+            "--matrix-only to run the SALE variants on this folder.",
+            "agents": [a.name for a in self.pool.by_price()],
+            "smallest_agent": self.pool.cheapest.name,
+            "splits": self._splits(None),
+            "skipped": skipped,
+            "config": self._config(),
         }
 
     def _matrix_extra(self) -> dict[str, Any]:
@@ -1196,6 +1228,7 @@ async def run_bench(
     progress: bool = True,
     grade: str | None = None,
     execution: dict[str, Any] | None = None,
+    matrix_only: bool = False,
 ) -> dict[str, Any]:
     """Run the bench into ``out_dir`` and return the contents of its summary.json.
 
@@ -1205,13 +1238,16 @@ async def run_bench(
     rounds and matrix executions (SALE streams run one task at a time: memory makes
     order matter). ``execution`` overrides settings of the pool's ``execution:`` section
     (``{"mode": "direct"}`` builds the outcome matrix from direct answers).
+    ``matrix_only`` stops after the outcome matrix (see `Bench.run`).
     """
     bench = Bench(
         pool, tasks_train, tasks_test, out_dir, envs, settings=settings, jury_mode=jury_mode,
         limits=limits, action_format=action_format, parallel=parallel, seed=seed, embedder=embedder,
         pull_missing=pull_missing, say=say, progress=progress, grade=grade, execution=execution,
     )  # fmt: skip
-    return await bench.run(orderings=orderings, ablations=ablations, compare_jury=compare_jury, variants=variants)
+    return await bench.run(
+        orderings=orderings, ablations=ablations, compare_jury=compare_jury, variants=variants, matrix_only=matrix_only
+    )
 
 
 # ----------------------------------------------------------------------------- command line
@@ -1259,6 +1295,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--execution-start", choices=("direct", "loop"),
         help="how a coding or search loop starts: from one direct answer (direct) or with the agent's first action (loop) "
              "(default: the pool file's, else direct)")
+    add("--matrix-only", action="store_true",
+        help="stop after the outcome matrix: report the baselines and single agents read from it, run no SALE "
+             "variant (with --execution-plan none no bids are asked for); a later run without it goes on")
 
 
 def load_workload(args: argparse.Namespace) -> tuple[list[Task], list[Path], str]:
@@ -1303,6 +1342,7 @@ def run_from_args(args: argparse.Namespace) -> int:
                 ablations=args.ablations, variants=args.variants, jury_mode=args.jury_mode, compare_jury=args.compare_jury,
                 parallel=args.parallel, embedder=embedder, pull_missing=args.pull, grade=args.grade,
                 execution={k: v for k in ("mode", "plan", "start") if (v := getattr(args, f"execution_{k}", None))},
+                matrix_only=args.matrix_only,
             )  # fmt: skip
         finally:
             await pool.stop()
