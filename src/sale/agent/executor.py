@@ -588,6 +588,15 @@ def _defines(code: str, name: str) -> bool:
     return re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(name)}\s*\(", code, re.MULTILINE) is not None
 
 
+def _can_start_direct(env: Environment, task: Task, tools: list[Tool], checks: CodingChecks | None) -> bool:
+    """Whether a loop can start from one direct answer: a coding task whose candidates
+    are checked (it has an entry point), or a search task with a search tool over an
+    index (the retrieval the direct answer reads is then shown as that tool's run)."""
+    if checks is not None:
+        return True
+    return task.domain == "search" and _search_tool(tools) is not None and getattr(env, "index", None) is not None
+
+
 async def execute(
     agent: Any,
     env: Environment,
@@ -617,9 +626,9 @@ async def execute(
     ("none"). On a coding task with an entry point a stub is refused, and with
     ``check_examples`` the task's visible examples are run against each complete
     definition and the best one is handed in (see `sale.agent.candidates`).
-    ``opening`` (such a coding task, or a search task; ignored on others) is the
-    prompt of one direct answer the loop starts from (see `_Episode.coding_start` and
-    `_Episode.search_start`).
+    ``opening`` is the prompt of one direct answer the loop starts from where it can
+    (`_can_start_direct`; see `_Episode.coding_start` and `_Episode.search_start`); on
+    other tasks it is ignored.
     """
     if action_format not in ACTION_FORMATS:
         raise ConfigError(f"action_format must be one of {', '.join(ACTION_FORMATS)}, got {action_format!r}")
@@ -635,7 +644,7 @@ async def execute(
     checks = CodingChecks.for_task(env, task, examples=check_examples)
     episode = _Episode(agent, env, task, tools, limits, action_format, phase, messages, trajectory,
                        constraint, settings.turns_back, checks,
-                       opening if checks is not None or (task.domain == "search" and _search_tool(tools)) else None)  # fmt: skip
+                       opening if _can_start_direct(env, task, tools, checks) else None)  # fmt: skip
     try:
         if trajectory:
             trajectory.write({

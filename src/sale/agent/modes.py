@@ -217,9 +217,8 @@ async def run_execution(
     if settings.mode == "direct":
         return await answer_directly(agent, env, task, strategy, settings=settings, limits=limits,
                                      trajectory_path=trajectory_path, phase=phase)  # fmt: skip
-    starts_direct = settings.start == "direct" and (
-        task.domain == "coding" or (task.domain == "search" and getattr(env, "index", None) is not None))
-    opening = direct_messages(env, task, strategy, settings) if starts_direct else None
+    # which tasks a loop can start from a direct answer is decided in one place: `execute`
+    opening = direct_messages(env, task, strategy, settings) if settings.start == "direct" else None
     return await execute(agent, env, task, strategy, limits=limits, trajectory_path=trajectory_path,
                          action_format=action_format, phase=phase, plan=settings.plan,
                          check_examples=settings.examples, constrain=constrain, opening=opening)  # fmt: skip

@@ -88,15 +88,24 @@ def prompt_text(request: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _fixed_text(prompt: str) -> str:
+    """The longest stretch of a prompt file that no placeholder fills (the text every
+    prompt made from it contains)."""
+    from sale import prompts
+
+    parts = re.split(r"\$\{?\w+\}?", prompts.text(prompt))
+    return max((p.strip() for p in parts), key=len)
+
+
 def is_execution(request: dict[str, Any]) -> bool:
     """Whether a request is an executor's (handy in responders): a step of the tool-using
-    loop (a system prompt first) or a direct answer (the direct mode's prompt, which a
-    loop also starts from)."""
+    loop (a system prompt first) or a direct answer (the direct mode's prompts, which a
+    loop also starts from, recognised by their fixed text)."""
     messages = request.get("messages") or [{}]
     if messages[0].get("role") == "system":
         return True
     text = prompt_text(request)
-    return text.startswith("Documents found for the question") or "Solve the task in this one reply." in text
+    return any(_fixed_text(name) in text for name in ("direct_task.txt", "direct_search.txt"))
 
 
 #: One bid of a hardened jury prompt: ``<bid-NONCE>`` (per bid) or ``<bid-NONCE k>``
