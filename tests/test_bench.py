@@ -466,3 +466,15 @@ def test_compare_shows_bench_folders_matrices_side_by_side(files, responder, tmp
     assert "[2] noplan (agent, plan none" in printed and "coding, all" in printed
     assert cli.main(["compare", str(tmp_path)]) == 2  # not a bench folder: a clear error
     assert "no matrix.jsonl" in capsys.readouterr().err
+
+
+def test_the_task_files_folders_are_hidden_from_model_written_code(files, tmp_path):
+    from sale.evaluation.bench import task_folders
+    from sale.run import build_environments
+
+    pool, tasks = files
+    args = parse(["--out", str(tmp_path / "b"), "--pool", str(pool), "--tasks", f"jsonl:{tasks}", str(tasks)])
+    assert task_folders(args) == {tasks.resolve().parent}
+    assert task_folders(parse(["--out", str(tmp_path / "b")])) == set()  # the standard workload: --data-dir is hidden
+    env = build_environments(make_tasks(), hide_paths=task_folders(args))["coding"]
+    assert str(tasks.resolve().parent) in env.hide_paths
