@@ -469,12 +469,12 @@ def test_compare_shows_bench_folders_matrices_side_by_side(files, responder, tmp
 
 
 def test_the_task_files_folders_are_hidden_from_model_written_code(files, tmp_path):
-    from sale.evaluation.bench import task_folders
     from sale.run import build_environments
+    from sale.workloads.loaders import task_folders
 
     pool, tasks = files
     args = parse(["--out", str(tmp_path / "b"), "--pool", str(pool), "--tasks", f"jsonl:{tasks}", str(tasks)])
-    assert task_folders(args) == {tasks.resolve().parent}
-    assert task_folders(parse(["--out", str(tmp_path / "b")])) == set()  # the standard workload: --data-dir is hidden
-    env = build_environments(make_tasks(), hide_paths=task_folders(args))["coding"]
+    assert task_folders(args.tasks) == {tasks.resolve().parent}
+    assert task_folders(parse(["--out", str(tmp_path / "b")]).tasks or []) == set()  # standard workload: --data-dir is hidden
+    env = build_environments(make_tasks(), hide_paths=task_folders(args.tasks))["coding"]
     assert str(tasks.resolve().parent) in env.hide_paths

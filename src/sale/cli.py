@@ -98,7 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sale.preflight import check_out_dir, check_pool, probe_endpoints
     from sale.run import build_environments
     from sale.runlock import RunLock
-    from sale.workloads.loaders import parse_spec
+    from sale.workloads.loaders import task_folders
 
     # Everything that can be checked is checked before the run folder is touched.
     pool_path = args.pool or default_pool_path()
@@ -124,7 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if is_postgres_url(memory_spec):  # reachable, with a schema this version reads
         PostgresMemory(memory_spec).close()
-    task_dirs = {parse_spec(spec)[1].resolve().parent for spec in args.tasks}
+    task_dirs = task_folders(args.tasks)
     envs = build_environments(tasks, data_dir=args.data_dir, documents=args.documents, hide_paths=task_dirs)
     if args.probe:
         probe_endpoints(pool_config, str(pool_path))

@@ -1315,26 +1315,20 @@ def load_workload(args: argparse.Namespace) -> tuple[list[Task], list[Path], str
     return tasks, [documents, *map(Path, args.documents)], "the demo workload (--data-dir or --tasks for another)"
 
 
-def task_folders(args: argparse.Namespace) -> set[Path]:
-    """The folders of the ``--tasks`` files: they hold the hidden tests, so model-written
-    code must not see them (as under ``sale run``)."""
-    from sale.workloads.loaders import parse_spec
-
-    return {parse_spec(spec)[1].resolve().parent for spec in args.tasks or []}
-
-
 def run_from_args(args: argparse.Namespace) -> int:
     """``sale bench``: load the workload and pool, run every stage, print the table."""
     from sale.config import default_pool_path
     from sale.llm.ledger import Ledger
     from sale.memory.embedders import get_embedder
     from sale.run import build_environments
+    from sale.workloads.loaders import task_folders
     from sale.workloads.standard import split
 
     tasks, documents, what = load_workload(args)
     train, test = split(tasks, test_fraction=args.test_fraction, seed=args.seed)
     _stderr(f"{what}: {len(tasks)} tasks")
-    envs = build_environments(tasks, data_dir=args.data_dir, documents=documents, hide_paths=task_folders(args))
+    # the --tasks files hold the hidden tests: model-written code must not see them (as under sale run)
+    envs = build_environments(tasks, data_dir=args.data_dir, documents=documents, hide_paths=task_folders(args.tasks or []))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     pool_path = args.pool or default_pool_path()

@@ -571,6 +571,12 @@ def parse_spec(spec: str) -> tuple[str, Path]:
     return "jsonl", Path(spec)
 
 
+def task_folders(specs: Iterable[str]) -> set[Path]:
+    """The folders of task files given as ``FORMAT:PATH`` or paths: they hold the hidden
+    tests, so model-written code must not see them."""
+    return {parse_spec(spec)[1].resolve().parent for spec in specs}
+
+
 def load_tasks(spec: str | Path, *, limit: int | None = None) -> list[Task]:
     """Load tasks from ``FORMAT:PATH`` or a plain path to a project JSONL task file.
 
