@@ -31,6 +31,7 @@ from sale.config import parse_pool
 from sale.errors import ConfigError
 from sale.evaluation.bench import (
     ABLATION_VARIANTS, CORE_VARIANTS, EndpointFailure, add_arguments, run_bench, run_from_args, select_variants,
+    variant_orderings,
 )  # fmt: skip
 from sale.evaluation.matrix import MatrixStore
 from sale.llm.ledger import Ledger
@@ -375,9 +376,19 @@ def test_outcome_memory_variants_run_when_named(files, responder, tmp_path):
     from sale.jsonl import read_jsonl
 
     names = "sale,sale-memory-value,sale-gated,sale-memory-value-gated"
-    assert bench(args_for(files, out, "--orderings", "1", "--variants", names)) == 0
-    methods = json.loads((out / "summary.json").read_text())["methods"]
+    # NAME:N gives one variant its own number of orderings
+    assert bench(args_for(files, out, "--orderings", "1", "--variants", names.replace("sale,", "sale:2,", 1))) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    methods = summary["methods"]
     assert set(names.split(",")) <= set(methods)
+    assert {name: methods[name]["n_orderings"] for name in names.split(",")} == {
+        "sale": 2, "sale-memory-value": 1, "sale-gated": 1, "sale-memory-value-gated": 1}
+    assert summary["extra"]["splits"]["orderings_by_variant"]["sale"] == 2
+    assert (out / "sale" / "sale" / "ordering-1.jsonl").exists()
+    assert not (out / "sale" / "sale-gated" / "ordering-1.jsonl").exists()
+    for bad in ("sale:0", "sale:two"):
+        with pytest.raises(ConfigError, match=f"variants: '{bad}': the orderings after ':'"):
+            variant_orderings([bad], 5)
     for name in names.split(","):
         lines = list(read_jsonl(out / "sale" / name / "ordering-0.jsonl"))
         auctions = [r["auction"] for r in lines if r["kind"] == "auction"]

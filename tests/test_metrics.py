@@ -101,6 +101,7 @@ def test_orderings_mean_and_std():
         assert s["pass_at_1"] == pytest.approx(0.875)
         assert s["pass_at_1_std"] == pytest.approx(np.std([0.75, 1.0], ddof=1))
         assert s["pass_at_1_by_ordering"] == [0.75, 1.0]
+        assert s["dollars_per_task_by_ordering"] == pytest.approx([0.70 / 4, 0.4 / 4])
         assert s["dollars"] == pytest.approx((0.70 + 0.4) / 2)
         assert s["pass_at_1_by_tier"]["coding/1 mbpp"] == pytest.approx(0.75)
     with pytest.raises(MetricsError, match="task 't1' has more than one result"):

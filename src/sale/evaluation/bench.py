@@ -193,14 +193,36 @@ ALL_VARIANTS = CORE_VARIANTS + ABLATION_VARIANTS + JURY_VARIANTS + OUTCOME_VARIA
 
 
 def select_variants(names: Sequence[str] | None, ablations: bool = False) -> list[Variant]:
-    """The SALE variants named (in the order given), else the core ones (and the ablations)."""
+    """The SALE variants named (in the order given), else the core ones (and the ablations).
+    A name may carry its own number of orderings (``sale-gated:3``, see ``variant_orderings``)."""
     if names is None:
         return list(CORE_VARIANTS) + (list(ABLATION_VARIANTS) if ablations else [])
     known = {v.name: v for v in ALL_VARIANTS}
-    unknown = [n for n in names if n not in known]
+    bare = [n.partition(":")[0].strip() for n in names]
+    unknown = [n for n in bare if n not in known]
     if unknown or not names:
         raise ConfigError(f"variants: unknown {', '.join(unknown) or '(none given)'}; known: {', '.join(known)}")
-    return [known[n] for n in dict.fromkeys(names)]
+    return [known[n] for n in dict.fromkeys(bare)]
+
+
+def variant_orderings(names: Sequence[str] | None, orderings: int) -> dict[str, int]:
+    """How many orderings each variant named with its own count (``NAME:N``) replays;
+    the others replay ``orderings``."""
+    counts: dict[str, int] = {}
+    for entry in names or ():
+        name, sep, count = entry.partition(":")
+        if not sep:
+            continue
+        try:
+            n = int(count)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ConfigError(f"variants: '{entry}': the orderings after ':' must be a whole number of at least 1")
+        counts[name.strip()] = n
+    if orderings < 1:
+        raise ConfigError(f"orderings must be at least 1, got {orderings}")
+    return counts
 
 
 def variant_settings(base: AuctionSettings, variant: Variant) -> AuctionSettings:
@@ -1006,8 +1028,7 @@ class Bench:
         round is computed."""
         from sale.evaluation.report import write_report
 
-        if orderings < 1:
-            raise ConfigError(f"orderings must be at least 1, got {orderings}")
+        own_orderings = variant_orderings(variants, orderings)
         chosen = [] if matrix_only else select_variants(variants, ablations)
         tiers = sorted({(t.domain, t.tier, t.tier_name) for t in self.tasks})
         self.say(
@@ -1026,7 +1047,8 @@ class Bench:
                 for v in chosen:
                     own[v.name] = await self.variant_weights(v, weights)
                 for variant in chosen:
-                    runs[variant.name] = await self.run_variant(variant, own[variant.name], orderings)
+                    count = own_orderings.get(variant.name, orderings)
+                    runs[variant.name] = await self.run_variant(variant, own[variant.name], count)
             baseline_results, skipped = self.baselines_stage()
             if not matrix_only:
                 jury = await self.compare_jury_stage(weights) if compare_jury else None
@@ -1043,6 +1065,7 @@ class Bench:
             extra = self._matrix_only_extra(skipped)
         else:
             extra = self._extra(runs, weights, skipped, chosen, orderings, jury, own)
+            extra["splits"]["orderings_by_variant"] = {name: len(run.winners) for name, run in runs.items()}
         extra.update(self._matrix_extra())
         extra["jury_pruning"] = pruning
         paths = write_report(self.out, summary, results, extra)
@@ -1273,7 +1296,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--ablations", action="store_true",
         help="also run SALE without price, length, entropy or jury, and with self or peer review only")
     add("--variants", type=lambda text: [v.strip() for v in text.split(",") if v.strip()],
-        help="comma-separated SALE variants to run, e.g. sale,sale-no-memory (default: "
+        help="comma-separated SALE variants to run, e.g. sale,sale-no-memory; NAME:N replays that variant over "
+        "N orderings instead of --orderings, e.g. sale,sale-memory-value:3 (default: "
         + ", ".join(v.name for v in CORE_VARIANTS) + ", and the ablations with --ablations; "
         + ", ".join(v.name for v in JURY_VARIANTS + OUTCOME_VARIANTS) + " only when named)")
     add("--jury-mode", choices=("batched", "per_bid"),

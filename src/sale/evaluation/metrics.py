@@ -287,6 +287,7 @@ def summarise_method(
         if key in ("pass_at_1", "dollars", "largest_share"):
             out[f"{key}_std"] = std
     out["pass_at_1_by_ordering"] = [p["pass_at_1"] for p in per]
+    out["dollars_per_task_by_ordering"] = [p["dollars_per_task"] for p in per]
 
     everything = [r for g in groups for r in g]
     out["pass_at_1_by_tier"] = _mean_over(groups, pass_at_1_by_tier, tier_order(everything))
