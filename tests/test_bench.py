@@ -388,7 +388,7 @@ def test_outcome_memory_variants_run_when_named(files, responder, tmp_path):
     assert not (out / "sale" / "sale-gated" / "ordering-1.jsonl").exists()
     for bad in ("sale:0", "sale:two"):
         with pytest.raises(ConfigError, match=f"variants: '{bad}': the orderings after ':'"):
-            variant_orderings([bad], 5)
+            variant_orderings([bad])
     for name in names.split(","):
         lines = list(read_jsonl(out / "sale" / name / "ordering-0.jsonl"))
         auctions = [r["auction"] for r in lines if r["kind"] == "auction"]

@@ -193,35 +193,31 @@ ALL_VARIANTS = CORE_VARIANTS + ABLATION_VARIANTS + JURY_VARIANTS + OUTCOME_VARIA
 
 
 def select_variants(names: Sequence[str] | None, ablations: bool = False) -> list[Variant]:
-    """The SALE variants named (in the order given), else the core ones (and the ablations).
-    A name may carry its own number of orderings (``sale-gated:3``, see ``variant_orderings``)."""
+    """The SALE variants named (in the order given), else the core ones (and the ablations)."""
     if names is None:
         return list(CORE_VARIANTS) + (list(ABLATION_VARIANTS) if ablations else [])
     known = {v.name: v for v in ALL_VARIANTS}
-    bare = [n.partition(":")[0].strip() for n in names]
-    unknown = [n for n in bare if n not in known]
+    unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise ConfigError(f"variants: unknown {', '.join(unknown) or '(none given)'}; known: {', '.join(known)}")
-    return [known[n] for n in dict.fromkeys(bare)]
+    return [known[n] for n in dict.fromkeys(names)]
 
 
-def variant_orderings(names: Sequence[str] | None, orderings: int) -> dict[str, int]:
-    """How many orderings each variant named with its own count (``NAME:N``) replays;
-    the others replay ``orderings``."""
-    counts: dict[str, int] = {}
-    for entry in names or ():
+def variant_orderings(entries: Sequence[str]) -> dict[str, int | None]:
+    """``--variants`` entries as variant name -> its own number of orderings (``NAME:N``),
+    or None where it replays ``--orderings``; in the order given."""
+    counts: dict[str, int | None] = {}
+    for entry in entries:
         name, sep, count = entry.partition(":")
-        if not sep:
-            continue
-        try:
-            n = int(count)
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise ConfigError(f"variants: '{entry}': the orderings after ':' must be a whole number of at least 1")
+        n = None
+        if sep:
+            try:
+                n = int(count)
+            except ValueError:
+                n = 0
+            if n < 1:
+                raise ConfigError(f"variants: '{entry}': the orderings after ':' must be a whole number of at least 1")
         counts[name.strip()] = n
-    if orderings < 1:
-        raise ConfigError(f"orderings must be at least 1, got {orderings}")
     return counts
 
 
@@ -1028,8 +1024,10 @@ class Bench:
         round is computed."""
         from sale.evaluation.report import write_report
 
-        own_orderings = variant_orderings(variants, orderings)
-        chosen = [] if matrix_only else select_variants(variants, ablations)
+        if orderings < 1:
+            raise ConfigError(f"orderings must be at least 1, got {orderings}")
+        own_orderings = variant_orderings(variants or ())
+        chosen = [] if matrix_only else select_variants(None if variants is None else list(own_orderings), ablations)
         tiers = sorted({(t.domain, t.tier, t.tier_name) for t in self.tasks})
         self.say(
             f"workload: {len(self.tasks)} tasks (train {len(self.train)}, test {len(self.test)}) over "
@@ -1047,7 +1045,7 @@ class Bench:
                 for v in chosen:
                     own[v.name] = await self.variant_weights(v, weights)
                 for variant in chosen:
-                    count = own_orderings.get(variant.name, orderings)
+                    count = own_orderings.get(variant.name) or orderings
                     runs[variant.name] = await self.run_variant(variant, own[variant.name], count)
             baseline_results, skipped = self.baselines_stage()
             if not matrix_only:
